@@ -1,0 +1,68 @@
+# The README's two commands: `make train` and `make test`. Each sets itself up on a fresh
+# machine (a virtual environment in .venv with the editable install and the dev extra) and
+# is safe to run again.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
+EXTRAS ?= dev
+# One OpenMP thread per process and no spinning: on 2 cores a spinning OpenMP model beside
+# other work was measured 10x slower (see DESIGN.md).
+export OMP_NUM_THREADS ?= 1
+export OMP_WAIT_POLICY ?= passive
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: setup train test sync notebooks pytest readme export lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## Train a model end to end on the embedded defaults (SQLite data, SQLite MLflow store).
+train: $(STAMP)
+	$(BIN)/mlwt-generate-database --if-missing
+
+## The whole test suite: sync check, every notebook (slow cells included), pytest.
+test: $(STAMP)
+	$(MAKE) --no-print-directory sync
+	$(MAKE) --no-print-directory notebooks
+	$(MAKE) --no-print-directory pytest
+
+## Notebooks are the source: exporting and cleaning them must change nothing.
+sync: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(BIN)/python .ci/make_readme.py
+	@changes="$$(git status --porcelain)"; if [ -n "$$changes" ]; then \
+	  echo "Out of sync: nbdev_export/nbdev_clean/README generation changed these files:"; \
+	  echo "$$changes"; git --no-pager diff --stat; exit 1; fi
+	@echo "sync: notebooks, package and README agree"
+
+notebooks: $(STAMP)
+	$(BIN)/nbdev_test --flags slow
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+## Edit-loop helpers.
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python .ci/make_readme.py
+
+readme: $(STAMP)
+	$(BIN)/python .ci/make_readme.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) _docs _proc .pytest_cache
