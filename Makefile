@@ -37,13 +37,7 @@ test: $(STAMP)
 
 ## Notebooks are the source: exporting and cleaning them must change nothing.
 sync: $(STAMP)
-	$(BIN)/nbdev_export
-	$(BIN)/nbdev_clean
-	$(BIN)/python .ci/make_readme.py
-	@changes="$$(git status --porcelain)"; if [ -n "$$changes" ]; then \
-	  echo "Out of sync: nbdev_export/nbdev_clean/README generation changed these files:"; \
-	  echo "$$changes"; git --no-pager diff --stat; exit 1; fi
-	@echo "sync: notebooks, package and README agree"
+	BIN=$(BIN) bash .ci/sync_check.sh
 
 notebooks: $(STAMP)
 	$(BIN)/nbdev_test --flags slow
