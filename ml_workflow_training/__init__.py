@@ -6,10 +6,15 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_api.ipynb #569e1362
+# %% ../nbs/99_api.ipynb #fa463374
 from .data import DataError, generate_database, load_data, dataset_fingerprint
 from .specs import (
     SpecError, TrainingSpec, FeatureSpec, FeatureGroup, ModelSpec, TuningSpec, Distribution, CalibrationSpec,
     ValidationSpec, MLflowSpec, RegistrySpec, FeatureStoreSpec, DataSpec,
     FeatureSpecBuilder, ModelSpecBuilder, GridSearchSpecBuilder, RandomSearchSpecBuilder, CalibrationSpecBuilder,
     ValidationSpecBuilder, MLflowSpecBuilder, FeatureStoreSpecBuilder, DataSpecBuilder)
+from .preprocessing import FeatureSpecPipeline, InputError
+from .models import GradientBoostingClassifierImpl, build_classifier, build_pipeline
+from .evaluation import compute_metrics, cross_validate_model, evaluation_figures, feature_importance
+from .tuning import GridSearch, RandomSearch, HalvingSearch, make_search
+from .calibration import ClassifierCalibration
