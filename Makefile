@@ -27,7 +27,8 @@ $(STAMP): settings.ini setup.py
 
 ## Train a model end to end on the embedded defaults (SQLite data, SQLite MLflow store).
 train: $(STAMP)
-	$(BIN)/mlwt-generate-database --if-missing
+	$(BIN)/mlwt-generate-database --if_missing
+	$(BIN)/mlwt-train $(if $(SPEC),--spec $(SPEC))
 
 ## The whole test suite: sync check, every notebook (slow cells included), pytest.
 test: $(STAMP)
