@@ -1,0 +1,74 @@
+"""Shared fixtures: real SQLite stores in temporary folders, free ports, processes started and stopped."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    "Poll `url` until it answers 200, the process dies, or `timeout` passes."
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None: raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200: return
+        except OSError: pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def start_process(args, log: Path, env=None) -> subprocess.Popen:
+    "Start `args` in its own process group (so stopping it stops its children too)."
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    try: os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError: return
+    try: proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    "A fresh working folder with the seed's database at data/ml_workflow.db, as `make train` leaves it."
+    from ml_workflow_training import generate_database
+    monkeypatch.chdir(tmp_path)
+    generate_database("data/ml_workflow.db")
+    yield tmp_path
+    import mlflow
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    "A real `mlflow server` on 127.0.0.1 at a free port, with its own SQLite store and artifact folder."
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    proc = start_process([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                          "--backend-store-uri", f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "artifacts"),
+                          "--workers", "1"], root / "server.log", env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc)
+        yield url
+    finally:
+        stop_process(proc)
