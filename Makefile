@@ -49,6 +49,7 @@ pytest: $(STAMP)
 ## Edit-loop helpers.
 export: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python .ci/make_readme.py
+	cp nbs/pipelines/train.ipynb ml_workflow_training/templates/train.ipynb
 
 readme: $(STAMP)
 	$(BIN)/python .ci/make_readme.py

@@ -11,6 +11,7 @@ snapshot() {
 before=$(snapshot)
 "$bin/nbdev_export"
 "$bin/nbdev_clean"
+cp nbs/pipelines/train.ipynb ml_workflow_training/templates/train.ipynb  # the template ships as package data
 "$bin/python" .ci/make_readme.py
 after=$(snapshot)
 if [ "$before" != "$after" ]; then

@@ -53,6 +53,7 @@ def workdir(tmp_path, monkeypatch):
     from ml_workflow_training import generate_database
     monkeypatch.chdir(tmp_path)
     generate_database("data/ml_workflow.db")
+    (tmp_path / "data" / "runs").mkdir()
     yield tmp_path
     import mlflow
     mlflow.set_tracking_uri(None)

@@ -1,0 +1,147 @@
+"""Parameterized training notebooks: papermill CLI and API, package CLI, bad input, concurrent sweeps, kernels."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import nbformat
+import pytest
+import yaml
+
+from conftest import BIN
+from ml_workflow_training.notebook import NotebookError, read_result, run_notebook, sweep, template_path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["-p", "tuning", "False", "-p", "n_estimators", "20", "-p", "calibration", "False"]
+
+
+def papermill(*args, cwd):
+    return subprocess.run([str(BIN / "papermill"), str(template_path()), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def runs(uri, experiment="production_models"):
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, (client.search_runs([exp.experiment_id]) if exp else [])
+
+
+def test_shipped_template_equals_the_nbs_source():
+    assert template_path().read_bytes() == (ROOT / "nbs" / "pipelines" / "train.ipynb").read_bytes()
+
+
+def test_papermill_cli_run_records_and_logs_the_notebook(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    out = papermill("data/runs/out.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "model_type", "hist_gradient_boosting",
+                    "-p", "output_notebook", "data/runs/out.ipynb", cwd=workdir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = read_result(workdir / "data/runs/out.ipynb")
+    client, (run,) = runs(uri)
+    assert result["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
+    assert run.data.params["model.model_type"] == "hist_gradient_boosting" and run.data.tags["notebook"] == "train.ipynb"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "notebook")} == {"notebook/out.ipynb", "notebook/out.html"}
+
+
+def test_papermill_parameters_file_and_python_api(workdir):
+    import papermill as pm
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    params = workdir / "params.yaml"
+    params.write_text(yaml.safe_dump({"tuning": False, "calibration": False, "n_estimators": 15, "tracking_uri": uri,
+                                      "experiment": "from_yaml"}))
+    assert papermill("data/runs/a.ipynb", "-f", str(params), cwd=workdir).returncode == 0
+    pm.execute_notebook(str(template_path()), str(workdir / "data/runs/b.ipynb"), progress_bar=False, cwd=str(workdir),
+                        parameters=dict(tuning=False, calibration=False, n_estimators=15, tracking_uri=uri, experiment="from_yaml"))
+    _, found = runs(uri, "from_yaml")
+    assert len(found) == 2 and all(r.data.params["model.hyperparameters.n_estimators"] == "15" for r in found)
+
+
+def test_package_cli_logs_executed_notebook_and_html(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    out = subprocess.run([str(BIN / "mlwt-notebook"), "run", "-p", "tuning", "false", "-p", "calibration", "false",
+                          "-p", "n_estimators", "10", "-p", "tracking_uri", uri, "-o", "data/runs/cli.ipynb"],
+                         cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client, (run,) = runs(uri)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "notebook")}
+    assert arts == {"notebook/cli.ipynb", "notebook/cli.html"}
+    logged = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notebook/cli.ipynb", tracking_uri=uri))
+    assert read_result(logged)["mlflow_run_id"] == run.info.run_id  # the logged copy is the complete, final notebook
+    copied = subprocess.run([str(BIN / "mlwt-notebook"), "copy", "mine.ipynb"], cwd=workdir, capture_output=True, text=True)
+    assert copied.returncode == 0 and (workdir / "mine.ipynb").read_bytes() == template_path().read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "n_estimator", "20"], "unknown notebook parameter 'n_estimator'. Did you mean 'n_estimators'?"),
+    (["-p", "n_estimators", "many"], "'n_estimators' parameter of GradientBoostingClassifier must be an int"),
+    (["-p", "spec_file", "missing.yaml"], "spec file not found: missing.yaml"),
+    (["-p", "table", "nope"], "unknown table 'nope'"),
+])
+def test_bad_parameters_fail_with_a_clear_message(workdir, args, message):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    out = papermill("data/runs/bad.ipynb", "-p", "tracking_uri", uri, *args, cwd=workdir)
+    assert out.returncode != 0 and message in out.stderr
+    cli = subprocess.run([str(BIN / "mlwt-notebook"), "run", "-p", "tracking_uri", uri, *args], cwd=workdir, capture_output=True, text=True)
+    assert cli.returncode == 1 and message in cli.stderr and "Traceback" not in cli.stderr
+    _, found = runs(uri)
+    assert all(r.info.status != "RUNNING" for r in found)
+
+
+def test_notebook_without_parameters_cell_is_refused(workdir):
+    nb = nbformat.read(str(template_path()), as_version=4)
+    for c in nb.cells: c.metadata.pop("tags", None)
+    nbformat.write(nb, str(workdir / "plain.ipynb"))
+    with pytest.raises(NotebookError, match="has no cell tagged 'parameters'"):
+        run_notebook({}, template=workdir / "plain.ipynb")
+    out = subprocess.run([str(BIN / "mlwt-notebook"), "run", "--template", "plain.ipynb"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 1 and "has no cell tagged 'parameters'" in out.stderr
+
+
+def test_six_concurrent_runs_on_one_sqlite_store_lose_nothing(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    base = dict(tuning=False, calibration=False, register=False, tracking_uri=uri, experiment="sweep")
+    sets = [dict(n_estimators=n, max_depth=d) for n in (10, 20, 30) for d in (2, 3)] + [dict(n_estimators=-1)]
+    table = sweep(sets, base=base, max_parallel=7)
+    assert list(table["status"]) == ["FINISHED"] * 6 + ["FAILED"]
+    assert "must be an int in the range [1, inf)" in table["error"].iloc[-1]
+    client, found = runs(uri, "sweep")
+    parent = table.attrs["parent_run_id"]
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert len(children) == 6 and all(r.info.status == "FINISHED" for r in children)
+    assert {r.info.run_id for r in children} == set(table["mlflow_run_id"].dropna())
+    counts = {len(r.data.metrics) for r in children}
+    assert len(counts) == 1 and counts.pop() >= 25  # every run holds every metric
+    for r in children: assert len(client.get_metric_history(r.info.run_id, "cv_accuracy")) == 5
+    assert client.get_run(parent).data.tags["sweep.failed"] == "1"
+
+
+def test_sweep_cli_with_a_grid(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    (workdir / "grid.yaml").write_text(yaml.safe_dump({"base": dict(tuning=False, calibration=False, register=False,
+                                                                     tracking_uri=uri, n_estimators=10),
+                                                       "grid": {"max_depth": [2, 3]}}))
+    out = subprocess.run([str(BIN / "mlwt-sweep"), "grid.yaml", "--max_parallel", "2"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("FINISHED") == 2 and "parent MLflow run" in out.stdout
+
+
+def test_project_kernel_runs_notebooks_with_the_package(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys, ml_workflow_training; print(sys.executable)")],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, str(tmp_path / "k.ipynb"))
+    out = subprocess.run([str(BIN / "papermill"), str(tmp_path / "k.ipynb"), str(tmp_path / "o.ipynb")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    printed = nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells[0].outputs[0]["text"].strip()
+    assert Path(printed).parent == BIN
+    specs = json.loads(subprocess.run([str(BIN / "jupyter"), "kernelspec", "list", "--json"], capture_output=True, text=True).stdout)
+    assert "python3" in specs["kernelspecs"]
+
+
+@pytest.mark.slow
+def test_full_default_through_papermill(workdir):
+    out = subprocess.run([str(BIN / "mlwt-train"), "--notebook", "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client, found = runs(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    assert run.data.metrics["cv_accuracy_mean"] >= 0.921 and run.data.tags["registered"] == "true"
+    assert len(client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")) == 6
+    assert "model version 1" in out.stdout
