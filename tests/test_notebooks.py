@@ -145,3 +145,13 @@ def test_full_default_through_papermill(workdir):
     assert run.data.metrics["cv_accuracy_mean"] >= 0.921 and run.data.tags["registered"] == "true"
     assert len(client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")) == 6
     assert "model version 1" in out.stdout
+
+
+def test_template_ships_in_the_wheel(tmp_path):
+    import zipfile
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("ml_workflow_training/templates/train.ipynb") == template_path().read_bytes()

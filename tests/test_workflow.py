@@ -213,3 +213,28 @@ def test_registered_model_served_over_http(workdir):
         np.testing.assert_array_equal(np.asarray(served), results["pipeline"].predict(X.head(50)))
     finally:
         stop_process(proc)
+
+
+@pytest.mark.parametrize("model_type, calibration", [
+    ("hist_gradient_boosting", CalibrationSpecBuilder().set_method("isotonic").set_cv_strategy(3).build()),
+    ("random_forest", CalibrationSpecBuilder().set_cv_strategy(0.3).build()),
+    ("extra_trees", None), ("logistic_regression", CalibrationSpecBuilder().set_cv_strategy(3).set_ensemble(False).build()),
+    ("lightgbm", CalibrationSpecBuilder().set_cv_strategy(3).build()),
+])
+def test_every_model_type_saves_with_skops_and_reloads(tmp_path, model_type, calibration):
+    pytest.importorskip(model_type) if model_type == "lightgbm" else None
+    from ml_workflow_training import ClassifierCalibration, ModelSpec, build_pipeline, generate_database
+    from ml_workflow_training.tracking import log_model
+    generate_database(tmp_path / "d.db", n_samples=600, n_categorical=2, missing_rate=0.03, n_classes=3)
+    X, y = load_data(db=tmp_path / "d.db")
+    features = FeatureSpecBuilder().add_numeric_group(FEATURES).add_categorical_group(["category_0", "category_1"]).build()
+    model = build_pipeline(features, ModelSpec(model_type=model_type)).fit(X, y)
+    if calibration: model = ClassifierCalibration(calibration).fit(model, X, y).get_calibrated_model()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    with mlflow.start_run():
+        info = log_model(model, X)
+    flavor = mlflow.models.get_model_info(info.model_uri).flavors["sklearn"]
+    assert flavor["serialization_format"] == "skops"
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), model.predict(X))
+    mlflow.set_tracking_uri(None)

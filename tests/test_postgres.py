@@ -1,0 +1,66 @@
+"""The data layer against a real PostgreSQL server, started by the test on 127.0.0.1 (no code change from SQLite)."""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import free_port
+from ml_workflow_training import DataError, dataset_fingerprint, generate_database, load_data
+
+PG_BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
+
+
+def _as_postgres(*args):
+    "Run a server binary as the postgres user (initdb refuses root)."
+    runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(runner + list(args), capture_output=True, text=True, check=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    if PG_BIN is None: pytest.skip("PostgreSQL server binaries not installed (Debian package 'postgresql')")
+    pytest.importorskip("psycopg", reason="no PostgreSQL driver: pip install 'psycopg[binary]'")
+    data = Path(tempfile.mkdtemp(prefix="pg-"))
+    if os.geteuid() == 0: shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    _as_postgres(f"{PG_BIN}/initdb", "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
+    _as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+                 f"-p {port} -h 127.0.0.1 -k {data}", "start")
+    try: yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally: _as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(data / "db"), "-m", "fast", "stop")
+
+
+def test_generate_and_load_with_a_postgres_url(postgres_url, tmp_path):
+    kw = dict(n_samples=3000, n_categorical=2, missing_rate=0.02, with_entity=True, chunk_size=1000)
+    meta = generate_database(postgres_url, **kw)
+    lite = generate_database(tmp_path / "same.db", **kw)
+    assert meta["content_hash"] == lite["content_hash"]
+    cols = [s["name"] for s in meta["schema"] if s["role"] != "target"]
+    X, y = load_data(db=postgres_url, columns=cols)
+    X2, y2 = load_data(db=tmp_path / "same.db", columns=cols)
+    pd.testing.assert_frame_equal(X, X2)
+    assert dataset_fingerprint(X, y) == dataset_fingerprint(X2, y2)  # the same data whichever database holds it
+    assert isinstance(X["category_0"].dtype, pd.CategoricalDtype) and X["entity_id"].dtype == "int64"
+    assert load_data(db=postgres_url, limit=10)[0].shape == (10, 22)
+
+
+def test_postgres_bad_input(postgres_url):
+    generate_database(postgres_url, table="small", n_samples=50)
+    with pytest.raises(DataError, match="unknown table 'smal'.* Did you mean 'small'"):
+        load_data("smal", db=postgres_url)
+    with pytest.raises(DataError, match="not a plain identifier"):
+        load_data("small; DROP TABLE small", db=postgres_url)
+    assert load_data("small", db=postgres_url)[0].shape == (50, 20)
+
+
+def test_unreachable_postgres_gives_one_message():
+    port = free_port()
+    with pytest.raises(DataError, match=f"cannot read database postgresql\\+psycopg://u:\\*\\*\\*@127.0.0.1:{port}/db"):
+        load_data(db=f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db")
+    with pytest.raises(DataError, match="cannot write database"):
+        generate_database(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db", n_samples=10)
