@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
-EXTRAS ?= dev,lightgbm
+EXTRAS ?= dev,lightgbm,xgboost
 # One OpenMP thread per process and no spinning: on 2 cores a spinning OpenMP model beside
 # other work was measured 10x slower (see DESIGN.md).
 export OMP_NUM_THREADS ?= 1

@@ -32,8 +32,10 @@ def spec():
         .add_categorical_group(["category_0", "category_1"], min_frequency=0.01).build()
 
 
-@pytest.mark.parametrize("model_type", ["gradient_boosting", "hist_gradient_boosting", "random_forest", "extra_trees", "logistic_regression"])
+@pytest.mark.parametrize("model_type", ["gradient_boosting", "hist_gradient_boosting", "random_forest", "extra_trees",
+                                        "logistic_regression", "lightgbm", "xgboost"])
 def test_pipeline_with_missing_values_and_categories(rich, spec, model_type):
+    if model_type in ("lightgbm", "xgboost"): pytest.importorskip(model_type, reason=f"needs the {model_type} extra")
     X, y = rich
     pipe = build_pipeline(spec, ModelSpec(model_type=model_type, hyperparameters={"max_iter": 50} if "hist" in model_type else {}))
     pipe.fit(X, y)

@@ -12,6 +12,8 @@ from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, Gr
                                   ModelSpecBuilder, SpecError, TrainingSpec)
 from ml_workflow_training.specs import FeatureStoreSpecBuilder, RandomSearchSpecBuilder, ValidationSpecBuilder
 
+from seed_readme import workflow_specs
+
 BIN = Path(sys.executable).parent
 
 
@@ -35,39 +37,8 @@ def test_seed_specifications_snippet():
     assert mlflow_spec.tracking_uri == "sqlite:///mlflow.db"
 
 
-def seed_workflow_specs():
-    "Steps 2-6 of the seed README's workflow example, as written."
-    feature_specs = FeatureSpecBuilder()\
-        .add_numeric_group(
-            [f"feature_{i}" for i in range(20)],
-            imputer_strategy="mean",
-            scaler_type="standard"
-        ).build()
-    model_spec = ModelSpecBuilder()\
-        .add_classifier("gradient_boost_v1")\
-        .build()[0]
-    tuning_spec = GridSearchSpecBuilder()\
-        .set_param_grid({
-            "classifier__n_estimators": [50, 100, 200],
-            "classifier__learning_rate": [0.01, 0.1]
-        })\
-        .set_cv_folds(5)\
-        .build()
-    calib_spec = CalibrationSpecBuilder()\
-        .set_method("sigmoid")\
-        .set_cv_strategy(5)\
-        .build()
-    mlflow_spec = MLflowSpecBuilder()\
-        .enable()\
-        .set_experiment("production_models")\
-        .enable_model_registry(stage="Staging")\
-        .add_tags({"version": "1.0", "team": "ml-eng"})\
-        .build()
-    return feature_specs, model_spec, tuning_spec, calib_spec, mlflow_spec
-
-
 def test_seed_workflow_example_specs():
-    feature_specs, model_spec, tuning_spec, calib_spec, mlflow_spec = seed_workflow_specs()
+    feature_specs, model_spec, tuning_spec, calib_spec, mlflow_spec = workflow_specs()
     assert feature_specs.columns == [f"feature_{i}" for i in range(20)]
     assert model_spec.model_type == "gradient_boosting" and model_spec.hyperparameters == {}
     assert tuning_spec.param_grid == {"classifier__n_estimators": [50, 100, 200], "classifier__learning_rate": [0.01, 0.1]}
@@ -150,7 +121,7 @@ HASH = "import sys; from ml_workflow_training import TrainingSpec; print(Trainin
 
 
 def test_hash_is_the_same_in_other_processes(tmp_path):
-    spec = TrainingSpec(features=seed_workflow_specs()[0], tuning=seed_workflow_specs()[2])
+    spec = TrainingSpec(features=workflow_specs()[0], tuning=workflow_specs()[2])
     yml, jsn = spec.save(tmp_path / "s.yaml"), spec.save(tmp_path / "s.json")
     hashes = {subprocess.run([sys.executable, "-c", HASH, str(p)], capture_output=True, text=True, check=True,
                              env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout.strip()
@@ -192,7 +163,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 
 def test_validate_cli(tmp_path):
-    good = TrainingSpec(features=seed_workflow_specs()[0]).save(tmp_path / "good.yaml")
+    good = TrainingSpec(features=workflow_specs()[0]).save(tmp_path / "good.yaml")
     out = subprocess.run([BIN / "mlwt-validate-spec", str(good)], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"valid {TrainingSpec.load(good).spec_hash()}"
     bad = tmp_path / "bad.yaml"

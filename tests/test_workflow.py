@@ -10,71 +10,13 @@ import pandas as pd
 import pytest
 
 from conftest import BIN, free_port, start_process, stop_process, wait_http
+from seed_readme import workflow_example
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, GridSearchSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, TrackingError, TrainingSpec, WorkflowError, load_data, reproduce_run,
                                   run_ml_workflow, run_training)
 from ml_workflow_training.tracking import model_input_frame
 
 FEATURES = [f"feature_{i}" for i in range(20)]
-
-
-def seed_example():
-    "The seed README's 'Workflow Example', as written (imports adjusted)."
-    # 1. Load data
-    X, y = load_data("classification_data")
-
-    # 2. Configure features
-    feature_specs = FeatureSpecBuilder()\
-        .add_numeric_group(
-            [f"feature_{i}" for i in range(20)],
-            imputer_strategy="mean",
-            scaler_type="standard"
-        ).build()
-
-    # 3. Configure model
-    model_spec = ModelSpecBuilder()\
-        .add_classifier("gradient_boost_v1")\
-        .build()[0]
-
-    # 4. Configure hyperparameter tuning
-    tuning_spec = GridSearchSpecBuilder()\
-        .set_param_grid({
-            "classifier__n_estimators": [50, 100, 200],
-            "classifier__learning_rate": [0.01, 0.1]
-        })\
-        .set_cv_folds(5)\
-        .build()
-
-    # 5. Configure calibration
-    calib_spec = CalibrationSpecBuilder()\
-        .set_method("sigmoid")\
-        .set_cv_strategy(5)\
-        .build()
-
-    # 6. Configure MLflow
-    mlflow_spec = MLflowSpecBuilder()\
-        .enable()\
-        .set_experiment("production_models")\
-        .enable_model_registry(stage="Staging")\
-        .add_tags({"version": "1.0", "team": "ml-eng"})\
-        .build()
-
-    # 7. Run complete workflow
-    results = run_ml_workflow(
-        feature_specs=feature_specs,
-        model_spec=model_spec,
-        X=X, y=y,
-        validation_strategy="cross_validation",
-        tuning_spec=tuning_spec,
-        calibration_spec=calib_spec,
-        mlflow_spec=mlflow_spec
-    )
-
-    # 8. Results
-    print(f"CV Accuracy: {results['cv_score']:.3f} ± {results['cv_std']:.3f}")
-    print(f"Best params: {results['tuning_summary']['best_params']}")
-    print(f"MLflow Run: {results['mlflow_run_id']}")
-    return X, y, results
 
 
 def small_spec(uri, experiment="e2e", **registry):
@@ -86,7 +28,7 @@ def small_spec(uri, experiment="e2e", **registry):
 
 
 def test_seed_workflow_example_end_to_end(workdir, capsys):
-    X, y, results = seed_example()
+    X, y, results = workflow_example()
     out = capsys.readouterr().out
     acc, std = map(float, re.search(r"CV Accuracy: (0\.\d{3}) ± (0\.\d{3})", out).groups())
     assert acc >= 0.921 and std < 0.05  # the seed's baseline: 92.1% ± 2.2%
@@ -220,9 +162,10 @@ def test_registered_model_served_over_http(workdir):
     ("random_forest", CalibrationSpecBuilder().set_cv_strategy(0.3).build()),
     ("extra_trees", None), ("logistic_regression", CalibrationSpecBuilder().set_cv_strategy(3).set_ensemble(False).build()),
     ("lightgbm", CalibrationSpecBuilder().set_cv_strategy(3).build()),
+    ("xgboost", CalibrationSpecBuilder().set_cv_strategy(3).build()),
 ])
 def test_every_model_type_saves_with_skops_and_reloads(tmp_path, model_type, calibration):
-    pytest.importorskip(model_type) if model_type == "lightgbm" else None
+    if model_type in ("lightgbm", "xgboost"): pytest.importorskip(model_type, reason=f'needs the {model_type} extra')
     from ml_workflow_training import ClassifierCalibration, ModelSpec, build_pipeline, generate_database
     from ml_workflow_training.tracking import log_model
     generate_database(tmp_path / "d.db", n_samples=600, n_categorical=2, missing_rate=0.03, n_classes=3)
