@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, GridSearchSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, SpecError, TrainingSpec)
-from ml_workflow_training.specs import FeatureStoreSpecBuilder, RandomSearchSpecBuilder, ValidationSpecBuilder
+from ml_workflow_training.specs import FeatureStoreSpecBuilder
 
 from seed_readme import workflow_specs
 

@@ -6,14 +6,13 @@ import urllib.request
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import BIN, free_port, start_process, stop_process, wait_http
 from seed_readme import workflow_example
-from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, GridSearchSpecBuilder, MLflowSpecBuilder,
+from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, TrackingError, TrainingSpec, WorkflowError, load_data, reproduce_run,
-                                  run_ml_workflow, run_training)
+                                  run_training)
 from ml_workflow_training.tracking import model_input_frame
 
 FEATURES = [f"feature_{i}" for i in range(20)]
