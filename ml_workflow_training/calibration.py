@@ -26,9 +26,19 @@ def _scores(y, proba, classes) -> dict:
     return compute_metrics(y, proba, classes, ["brier", "log_loss"])
 
 # %% auto #0
-__all__ = ['ClassifierCalibration']
+__all__ = ['calibration_folds', 'calibrated_cv', 'ClassifierCalibration']
 
-# %% ../nbs/06_calibration.ipynb #54dd45b8
+# %% ../nbs/06_calibration.ipynb #0c5c801d
+def calibration_folds(spec: CalibrationSpec, random_state: int | None = 42) -> StratifiedKFold:
+    "The folds that fit and calibrate each of the calibrated model's members."
+    return StratifiedKFold(spec.cv_folds, shuffle=True, random_state=random_state)
+
+# %% ../nbs/06_calibration.ipynb #ccaca269
+def calibrated_cv(pipeline, spec: CalibrationSpec, random_state: int | None = 42) -> CalibratedClassifierCV:
+    "An unfitted, cross-validated calibrated copy of `pipeline`, as `spec` says."
+    return CalibratedClassifierCV(clone(pipeline), method=spec.method, cv=calibration_folds(spec, random_state), ensemble=spec.ensemble)
+
+# %% ../nbs/06_calibration.ipynb #bded04c3
 class ClassifierCalibration:
     "Calibrate a classifier's probabilities as a `CalibrationSpec` says (the seed's API)."
     def __init__(self, calib_spec: CalibrationSpec | None = None, random_state: int | None = 42):
@@ -44,8 +54,8 @@ class ClassifierCalibration:
 
     def _fit_cv(self, pipeline, X, y):
         spec = self.calib_spec
-        cv = StratifiedKFold(spec.cv_folds, shuffle=True, random_state=self.random_state)
-        model = CalibratedClassifierCV(clone(pipeline), method=spec.method, cv=cv, ensemble=spec.ensemble).fit(X, y)
+        cv = calibration_folds(spec, self.random_state)
+        model = calibrated_cv(pipeline, spec, self.random_state).fit(X, y)
         if spec.ensemble:  # fold k's model never saw fold k: score it there, before and after its calibrator
             y_arr, before, after, idx = np.asarray(y), [], [], []
             for cc, (_, test) in zip(model.calibrated_classifiers_, cv.split(X, y)):

@@ -23,7 +23,7 @@ from .specs import METRICS, Distribution, TuningSpec
 # %% auto #0
 __all__ = ['to_scipy', 'GridSearch', 'RandomSearch', 'HalvingSearch', 'make_search']
 
-# %% ../nbs/05_tuning.ipynb #80c64df8
+# %% ../nbs/05_tuning.ipynb #f4cb1fed
 def to_scipy(value: list | Distribution):
     "A list stays a list; a `Distribution` becomes the scipy.stats distribution it names."
     if not isinstance(value, Distribution): return value
@@ -31,7 +31,7 @@ def to_scipy(value: list | Distribution):
     if value.dist == "loguniform": return stats.loguniform(value.low, value.high)
     return stats.randint(int(value.low), int(value.high))
 
-
+# %% ../nbs/05_tuning.ipynb #4e61d44a
 class _Search:
     "Shared behaviour of the searches: build from the spec, fit with capped threads, report."
     def __init__(self, tuning_spec: TuningSpec, verbose: int = 0):
@@ -82,13 +82,13 @@ class _Search:
                     candidates=[dict(params=row.params, mean_score=float(row.mean_score), std_score=float(row.std_score),
                                      mean_fit_time=float(row.mean_fit_time), rank=int(row.rank)) for row in c.itertuples()])
 
-# %% ../nbs/05_tuning.ipynb #707cb41a
+# %% ../nbs/05_tuning.ipynb #047cc38a
 class GridSearch(_Search):
     "Every combination of `param_grid` (the seed's API)."
     def _make(self, pipeline, cv, scorer):
         return GridSearchCV(pipeline, self.tuning_spec.param_grid, cv=cv, **self._common(scorer))
 
-
+# %% ../nbs/05_tuning.ipynb #2f171073
 class RandomSearch(_Search):
     "`n_iter` candidates sampled from lists and distributions."
     def _make(self, pipeline, cv, scorer):
@@ -96,7 +96,7 @@ class RandomSearch(_Search):
         return RandomizedSearchCV(pipeline, {k: to_scipy(v) for k, v in s.param_grid.items()}, n_iter=s.n_iter, cv=cv,
                                   random_state=s.random_state, **c)
 
-
+# %% ../nbs/05_tuning.ipynb #55891246
 class HalvingSearch(_Search):
     "Successive halving: every candidate on a small sample, the best third on three times more, and so on."
     def _make(self, pipeline, cv, scorer):
@@ -106,7 +106,7 @@ class HalvingSearch(_Search):
         return HalvingRandomSearchCV(pipeline, {k: to_scipy(v) for k, v in s.param_grid.items()}, factor=s.factor, cv=cv,
                                      random_state=s.random_state, **c)
 
-
+# %% ../nbs/05_tuning.ipynb #aa9179c0
 def make_search(tuning_spec: TuningSpec, verbose: int = 0) -> _Search:
     "The search a TuningSpec's strategy names."
     cls = {"grid": GridSearch, "random": RandomSearch, "halving_grid": HalvingSearch, "halving_random": HalvingSearch}[tuning_spec.strategy]

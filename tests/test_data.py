@@ -169,7 +169,7 @@ def test_generate_cli(tmp_path):
                           "--positive_fraction", "0.25"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "wrote 300 rows" in out.stdout
-    again = subprocess.run([exe, "--db", str(db), "--if_missing"],
+    again = subprocess.run([exe, "--db", str(db), "--if-missing"],
                            capture_output=True, text=True)
     assert "left as it is" in again.stdout
     assert read_metadata(db, "classification_data")["n_rows"] == 300

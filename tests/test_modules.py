@@ -68,7 +68,7 @@ def _two_per_class(y): return pd.concat([y[y == 0].head(2), y[y == 1].head(2)]).
     (lambda X, y: (X, y.astype(float).where(y.index > 0, np.nan)), "missing labels"),
     (lambda X, y: (X, y.astype(float).where(y.index > 0, np.inf)), "infinite labels"),
     (lambda X, y: (X.loc[_two_per_class(y)], y.loc[_two_per_class(y)]), "5 folds need at least 5 rows"),
-    (lambda X, y: (X, y.where(y.index > 2, 7)), "class 7 has 3 members, fewer than the 5 folds"),
+    (lambda X, y: (X, y.where(y.index > 2, 7)), "5 stratified folds need at least 5 members per class; class 7 has 3"),
 ])
 def test_bad_input_fails_before_fitting(rich, spec, mutate, message):
     X, y = mutate(*rich)
@@ -106,5 +106,5 @@ def test_parallel_search_caps_inner_threads(rich, spec, tmp_path, monkeypatch):
 
 def test_calibration_bad_folds(rich, spec):
     X, y = rich
-    with pytest.raises(InputError, match="fewer than the 5 folds"):
+    with pytest.raises(InputError, match="5 stratified folds need at least 5 members per class"):
         ClassifierCalibration(CalibrationSpecBuilder().set_cv_strategy(5).build()).fit(build_pipeline(spec), X, y.where(y.index > 1, 9))

@@ -40,3 +40,49 @@ def test_notebooks_have_no_outputs():
         for cell in nbformat.read(nb_path, as_version=4).cells:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, nb_path
+
+
+def _package_imports() -> dict[str, set[str]]:
+    "Each module of the package and the package modules it imports, at module level or inside functions."
+    import ast
+    pkg = ROOT / "ml_workflow_training"
+    names = {p.stem for p in pkg.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+    graph = {}
+    for name in names:
+        deps = set()
+        for node in ast.walk(ast.parse((pkg / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module.removeprefix("ml_workflow_training.") if node.level == 0 else node.module
+                if node.level == 0 and not node.module.startswith("ml_workflow_training"): continue
+                deps.add(mod.split(".")[0])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ml_workflow_training.")}
+        graph[name] = deps & names - {name}
+    return graph
+
+
+def test_the_package_has_no_import_circle():
+    graph, state, order = _package_imports(), {}, []
+
+    def visit(node, path):
+        if state.get(node) == "done": return
+        assert state.get(node) != "open", f"import circle: {' -> '.join(path + [node])}"
+        state[node] = "open"
+        for dep in sorted(graph[node]): visit(dep, path + [node])
+        state[node] = "done"; order.append(node)
+
+    for node in sorted(graph): visit(node, [])
+    assert graph["core"] == set() and graph["specs"] == {"core"} and "cli" not in set().union(*graph.values())
+    assert order.index("core") < order.index("specs") < order.index("tracking") < order.index("workflow") < order.index("cli")
+    assert "data" not in graph["specs"] and order.index("data") < order.index("workflow")
+
+
+def test_only_tracking_imports_mlflow():
+    import ast
+    pkg = ROOT / "ml_workflow_training"
+    users = set()
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(m == "mlflow" or m.startswith("mlflow.") for m in mods): users.add(path.stem)
+    assert users == {"tracking"}, users

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, GridSearchSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, SpecError, TrainingSpec)
-from ml_workflow_training.specs import FeatureStoreSpecBuilder
+from ml_workflow_training.builders import FeatureStoreSpecBuilder
 
 from seed_readme import workflow_specs
 
@@ -169,10 +169,10 @@ def test_validate_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("features:\n  groups: [{kind: numeric, columns: [a], scaler_type: z}]\nmodle: {}\n")
     out = subprocess.run([BIN / "mlwt-validate-spec", str(bad)], capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2  # a bad spec
     assert "features.groups.0.scaler_type" in out.stderr and "Did you mean 'model'?" in out.stderr
     assert "Traceback" not in out.stderr
     missing = subprocess.run([BIN / "mlwt-validate-spec", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
-    assert missing.returncode == 1 and "spec file not found" in missing.stderr
+    assert missing.returncode == 2 and "spec file not found" in missing.stderr
     schema = subprocess.run([BIN / "mlwt-validate-spec", "x", "--schema"], capture_output=True, text=True, check=True)
     assert json.loads(schema.stdout)["title"] == "TrainingSpec"

@@ -180,3 +180,18 @@ def test_every_model_type_saves_with_skops_and_reloads(tmp_path, model_type, cal
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), model.predict(X))
     mlflow.set_tracking_uri(None)
+
+
+def test_workflow_without_tracking_never_imports_mlflow(workdir):
+    "With MLflow disabled the orchestration runs on its own: no MLflow module is even imported."
+    import subprocess, sys
+    code = ("import sys\n"
+            "from ml_workflow_training import FeatureSpecBuilder, ModelSpecBuilder, load_data, run_ml_workflow\n"
+            "X, y = load_data(db='data/ml_workflow.db')\n"
+            "fs = FeatureSpecBuilder().add_numeric_group([f'feature_{i}' for i in range(20)]).build()\n"
+            "r = run_ml_workflow(fs, ModelSpecBuilder().add_classifier('m', hyperparameters={'n_estimators': 10}).build()[0], X=X, y=y, verbose=False)\n"
+            "assert r.cv_score == r['cv_score'] > 0.8 and r.mlflow_run_id is None and r.registration == 'MLflow disabled'\n"
+            "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,80 @@
+"""Every console command's error paths, run as installed: one `error:` line on stderr, no traceback, the right exit code."""
+import subprocess
+
+import pytest
+
+from conftest import BIN
+
+
+def run(args, cwd):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def small_spec(workdir):
+    from ml_workflow_training import default_training_spec
+    spec = default_training_spec()
+    small = spec.model_copy(update={"tuning": None, "calibration": None,
+                                    "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 10}})})
+    small.save(workdir / "small.yaml")
+    small.model_copy(update={"data": small.data.model_copy(update={"table": "nope"})}).save(workdir / "no_table.yaml")
+    small.model_copy(update={"mlflow": small.mlflow.model_copy(update={"tracking_uri": "http://127.0.0.1:9"})}).save(workdir / "no_server.yaml")
+    (workdir / "sweep_empty.yaml").write_text("base: {}\n")
+    return workdir
+
+
+CASES = [  # command line, exit code, text the one error line holds
+    (["mlwt-generate-database", "--n-samples", "0"], 2, "n_samples must be at least 1, got 0"),
+    (["mlwt-generate-database", "--table", "x;drop"], 2, "table 'x;drop' is not a plain identifier"),
+    (["mlwt-validate-spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
+    (["mlwt-train", "--spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
+    (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
+    (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+    (["mlwt-reproduce", "0" * 32, "--tracking-uri", "sqlite:///missing.db"], 1, "no MLflow store at sqlite:///"),
+    (["mlwt-notebook", "run", "-p", "n_estimator", "5"], 2, "unknown notebook parameter 'n_estimator'. Did you mean 'n_estimators'?"),
+    (["mlwt-notebook", "run", "-p", "tuning", "maybe"], 2, "tuning: Input should be a valid boolean"),
+    (["mlwt-notebook", "run", "-f", "missing.yaml"], 2, "parameters file not found: missing.yaml"),
+    (["mlwt-notebook", "copy", "small.yaml"], 1, "small.yaml exists: choose another path"),
+    (["mlwt-sweep", "missing.yaml"], 2, "sweep file not found or empty: missing.yaml"),
+    (["mlwt-sweep", "sweep_empty.yaml"], 2, "the sweep file needs `runs:`"),
+]
+
+
+@pytest.mark.parametrize("args, code, text", CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_errors_are_one_line_with_the_right_exit_code(small_spec, args, code, text):
+    out = run(args, small_spec)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == code, (out.returncode, out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], out.stderr
+    assert not (small_spec / "missing.db").exists()  # a failed read creates no store
+
+
+def test_reproduce_without_its_data_says_so_in_one_line(small_spec):
+    ok = run(["mlwt-train", "--spec", "small.yaml", "--quiet"], small_spec)
+    assert ok.returncode == 0 and "registered gradient_boost_v1 version 1" in ok.stdout, ok.stderr
+    run_id = ok.stdout.split("MLflow run")[1].split()[0]
+    (small_spec / "data" / "ml_workflow.db").unlink()  # the data the run was trained on is gone
+    again = run(["mlwt-reproduce", run_id, "--quiet"], small_spec)
+    assert again.returncode == 2 and again.stderr.startswith("error: database file not found"), again.stderr
+
+
+@pytest.mark.parametrize("command", ["mlwt-generate-database", "mlwt-validate-spec", "mlwt-train", "mlwt-reproduce", "mlwt-notebook", "mlwt-sweep"])
+def test_every_command_has_version_and_hyphenated_help(tmp_path, command):
+    version = run([command, "--version"], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith(f"{command} 0.")
+    help_text = run([command, "--help"], tmp_path).stdout
+    long_flags = [w for w in help_text.replace(",", " ").split() if w.startswith("--")]
+    assert "--version" in long_flags and not [f for f in long_flags if "_" in f], long_flags
+    if command in ("mlwt-generate-database", "mlwt-train"): assert "(default:" in help_text
+
+
+def test_underscored_flags_still_work_but_are_hidden(workdir):
+    out = run(["mlwt-generate-database", "--if_missing"], workdir)
+    assert out.returncode == 0 and "already exists" in out.stdout
+    assert "--if_missing" not in run(["mlwt-generate-database", "--help"], workdir).stdout
+
+
+def test_notebook_run_help_lists_its_parameters(tmp_path):
+    from ml_workflow_training.notebook import PARAMETERS
+    text = run(["mlwt-notebook", "run", "--help"], tmp_path).stdout
+    assert all(name in text for name in PARAMETERS)

@@ -1,0 +1,87 @@
+"""A plain `pip install` of the wheel into a fresh environment, outside the Makefile: no extras, no OMP_NUM_THREADS,
+no data/ folders made beforehand. It must import, train with tracking and registry, and run the training notebook."""
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+_MAKEFILE_ENV = ("OMP_", "MPLBACKEND", "PYTHONHASHSEED", "IN_TEST", "VIRTUAL_ENV", "JUPYTER", "PYTHONPATH")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    "The project's wheel, built as pip builds it, with the build's own output."
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out), str(ROOT)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (found,) = out.glob("ml_workflow_training-*.whl")
+    return found, build.stdout + build.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh(wheel, tmp_path_factory):
+    "A new virtual environment with only the wheel installed (its runtime requirements, no extras)."
+    env_dir = tmp_path_factory.mktemp("env") / "venv"
+    venv.create(env_dir, with_pip=True)
+    pip = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel[0])], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    return env_dir / "bin"
+
+
+def run_plain(bin_dir: Path, args: list, cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    "Run a command as a new user would: the fresh environment's PATH, none of the Makefile's settings, an empty home."
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_MAKEFILE_ENV)}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(home))
+    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_wheel_builds_without_warnings_and_ships_the_template(wheel):
+    import zipfile
+    path, log = wheel
+    # byte-compiling is off when PYTHONDONTWRITEBYTECODE is set: the machine's choice, not the project's
+    warnings = [l for l in log.splitlines() if ("Warning" in l or "warning:" in l.lower()) and "byte-compiling is disabled" not in l]
+    assert not warnings, warnings
+    names = zipfile.ZipFile(path).namelist()
+    assert "ml_workflow_training/templates/train.ipynb" in names
+    meta = zipfile.ZipFile(path).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Development Status :: 3 - Alpha" in meta and "License-Expression: MIT" in meta
+
+
+def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(); work.mkdir()
+    r = run_plain(fresh, ["python", "-c", "import ml_workflow_training as m; print(m.__version__); print(m.__doc__)"], work, home)
+    assert r.returncode == 0 and r.stdout.split()[0][0].isdigit() and "top level" in r.stdout, r.stderr
+    assert run_plain(fresh, ["mlwt-generate-database", "--n-samples", "400"], work, home).returncode == 0
+    assert (work / "data" / "ml_workflow.db").exists()
+    assert run_plain(fresh, ["mlwt-train", "--write-default", "spec.yaml"], work, home).returncode == 0
+    spec = (work / "spec.yaml").read_text()
+    small = subprocess.run([str(fresh / "python"), "-c", (
+        "import yaml; d = yaml.safe_load(open('spec.yaml')); d['tuning'] = None; d['calibration'] = None;"
+        "d['model']['hyperparameters'] = {'n_estimators': 15}; yaml.safe_dump(d, open('small.yaml', 'w'))")], cwd=work)
+    assert small.returncode == 0 and "production_models" in spec
+    train = run_plain(fresh, ["mlwt-train", "--spec", "small.yaml", "--quiet"], work, home)
+    assert train.returncode == 0 and "registered gradient_boost_v1 version 1 as @staging" in train.stdout, train.stdout + train.stderr
+    nb = run_plain(fresh, ["mlwt-notebook", "run", "-p", "tuning", "false", "-p", "calibration", "false", "-p", "n_estimators", "10",
+                           "-o", "data/runs/plain.ipynb"], work, home)
+    assert nb.returncode == 0, nb.stderr[-3000:]
+    assert (work / "data" / "runs" / "plain.ipynb").exists() and "model version 2" in nb.stdout
+    check = run_plain(fresh, ["python", "-c", (
+        "import mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); e = c.get_experiment_by_name('production_models');"
+        "runs = c.search_runs([e.experiment_id]); print(sorted(r.info.status for r in runs));"
+        "print(sorted(a.path for r in runs for a in c.list_artifacts(r.info.run_id, 'notebook')))")], work, home)
+    assert check.returncode == 0 and "['FINISHED', 'FINISHED']" in check.stdout and "notebook/plain.html" in check.stdout, check.stderr
+
+
+def test_plain_install_commands_answer_version_and_errors(fresh, tmp_path):
+    for command in ("mlwt-train", "mlwt-reproduce", "mlwt-notebook", "mlwt-sweep", "mlwt-validate-spec", "mlwt-generate-database"):
+        r = run_plain(fresh, [command, "--version"], tmp_path, tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith(command), (command, r.stdout, r.stderr)
+    bad = run_plain(fresh, ["mlwt-train", "--spec", "nope.yaml"], tmp_path, tmp_path)
+    assert (bad.returncode, bad.stderr) == (2, "error: invalid TrainingSpec: spec file not found: nope.yaml\n")
