@@ -115,8 +115,12 @@ def _curves(display_cls, name: str, y, proba, classes):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_evaluation.ipynb #e279c2df
-def roc_figure(y, proba, classes): return _curves(skm.RocCurveDisplay, "ROC curve", y, proba, classes)
+# %% ../nbs/04_evaluation.ipynb #1048a284
+def roc_figure(y, proba, classes):
+    "ROC curve: one line for a binary target, one per class (one-vs-rest) for multiclass."
+    return _curves(skm.RocCurveDisplay, "ROC curve", y, proba, classes)
+
+# %% ../nbs/04_evaluation.ipynb #4df9c0dd
 def precision_recall_figure(y, proba, classes): return _curves(skm.PrecisionRecallDisplay, "Precision-recall curve", y, proba, classes)
 
 # %% ../nbs/04_evaluation.ipynb #cb5e5054

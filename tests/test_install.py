@@ -50,7 +50,7 @@ def test_the_wheel_builds_without_warnings_and_ships_the_template(wheel):
     names = zipfile.ZipFile(path).namelist()
     assert "ml_workflow_training/templates/train.ipynb" in names
     meta = zipfile.ZipFile(path).read(next(n for n in names if n.endswith("METADATA"))).decode()
-    assert "Development Status :: 3 - Alpha" in meta and "License-Expression: MIT" in meta
+    assert "Classifier: Development Status :: 3 - Alpha" in meta and "License: MIT" in meta and "License ::" not in meta
 
 
 def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):

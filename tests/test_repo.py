@@ -86,3 +86,20 @@ def test_only_tracking_imports_mlflow():
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(m == "mlflow" or m.startswith("mlflow.") for m in mods): users.add(path.stem)
     assert users == {"tracking"}, users
+
+
+def test_every_notebook_opens_with_the_python3_kernel():
+    for nb_path in (ROOT / "nbs").rglob("*.ipynb"):
+        if ".ipynb_checkpoints" in nb_path.parts: continue
+        spec = nbformat.read(nb_path, as_version=4).metadata.get("kernelspec", {})
+        assert spec.get("name") == "python3", nb_path
+
+
+def test_export_cells_hold_one_symbol_each():
+    "Like fastcore's and nbdev's notebooks: each exported function or class has a cell of its own, its check beside it."
+    import ast
+    for nb_path in (ROOT / "nbs").glob("*.ipynb"):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            if cell.cell_type != "code" or not cell.source.startswith("#| export"): continue
+            defs = [n.name for n in ast.parse(cell.source).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+            assert len(defs) <= 1, (nb_path.name, defs)
