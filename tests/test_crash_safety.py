@@ -1,0 +1,110 @@
+"""Crash safety with real processes on real SQLite stores: many runs at once on a new store, SIGTERM and Ctrl-C
+mid-run, `kill -9` and the sweeper. Every entry point that trains: `mlwt-train`, `mlwt-notebook run`, plain papermill."""
+import signal
+import subprocess
+import time
+
+import mlflow
+import pytest
+
+from conftest import BIN
+from ml_workflow_training import default_training_spec
+from ml_workflow_training.notebook import template_path
+
+pytestmark = pytest.mark.slow
+TINY_NB = ["-p", "tuning", "false", "-p", "calibration", "false", "-p", "n_estimators", "10"]
+
+
+def write_spec(workdir, name="tiny.yaml", long=False):
+    "The seed's spec, tiny (no tuning, no calibration, 10 trees) or long enough to interrupt (a 12-candidate grid)."
+    spec = default_training_spec()
+    update = {"calibration": None, "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 10}})}
+    update["tuning"] = spec.tuning.model_copy(update={"param_grid": {"classifier__n_estimators": [100, 200, 300, 400],
+                                                                     "classifier__learning_rate": [0.01, 0.05, 0.1]}}) if long else None
+    spec.model_copy(update=update).save(workdir / name)
+
+
+def store(workdir):
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    exp = client.get_experiment_by_name("production_models")
+    return client, (client.search_runs([exp.experiment_id]) if exp else [])
+
+
+def start_and_wait_for_training(workdir, spec="long.yaml"):
+    "Start `mlwt-train`; return the process once its run is open and tuning has begun."
+    p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", spec], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if line.startswith("[check"): break  # the run opens right after the checks
+        assert line or p.poll() is None, p.stderr.read()
+    time.sleep(3)
+    (run,) = [r for r in store(workdir)[1] if r.info.status == "RUNNING"]
+    return p, run.info.run_id
+
+
+def assert_healthy(workdir, n_runs):
+    client, runs = store(workdir)
+    assert len(runs) == n_runs and all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert all({"cv_accuracy_mean", "cv_roc_auc_std", "duration_register_s"} <= set(r.data.metrics) for r in runs)
+    versions = client.search_model_versions("name='gradient_boost_v1'")
+    assert sorted(int(v.version) for v in versions) == list(range(1, n_runs + 1))
+    assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
+    staging = client.get_model_version_by_alias("gradient_boost_v1", "staging")
+    assert staging.version in {v.version for v in versions}
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_eight_trainings_at_once_on_a_new_store_lose_nothing(workdir, attempt):
+    write_spec(workdir)
+    procs = [subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "tiny.yaml", "--quiet"], cwd=workdir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err[-800:] for _, err in outs]
+    assert_healthy(workdir, 8)
+
+
+def test_a_mix_of_entry_points_at_once_on_a_new_store_loses_nothing(workdir):
+    write_spec(workdir)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    commands = [[str(BIN / "mlwt-train"), "--spec", "tiny.yaml", "--quiet"]] * 3
+    commands += [[str(BIN / "mlwt-notebook"), "run", *TINY_NB, "-o", f"data/runs/cli-{i}.ipynb"] for i in range(3)]
+    commands += [[str(BIN / "papermill"), str(template_path()), f"data/runs/pm-{i}.ipynb", *TINY_NB, "-p", "tracking_uri", uri]
+                 for i in range(2)]
+    procs = [subprocess.Popen(c, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err[-800:] for _, err in outs]
+    assert_healthy(workdir, 8)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(workdir, sig, code):
+    write_spec(workdir, "long.yaml", long=True)
+    p, run_id = start_and_wait_for_training(workdir)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == code and err.strip().splitlines()[-1] == f"error: interrupted by {sig.name}", err[-2000:]
+    client, (run,) = store(workdir)
+    assert run.info.run_id == run_id and run.info.status == "KILLED"
+    assert run.data.tags["failed_step"] == "tune" and run.data.tags["registered"] == "false"
+    assert sig.name in run.data.tags["error"] or "KeyboardInterrupt" in run.data.tags["error"]
+    assert client.search_registered_models() == []
+
+
+def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
+    write_spec(workdir, "long.yaml", long=True)
+    write_spec(workdir)
+    p, first = start_and_wait_for_training(workdir)
+    p.kill(); p.wait()
+    client, _ = store(workdir)
+    assert client.get_run(first).info.status == "RUNNING"  # what kill -9 leaves, whatever the code does
+    swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"], cwd=workdir,
+                           capture_output=True, text=True)
+    assert swept.returncode == 0 and first in swept.stdout and "1 run(s)" in swept.stdout, swept.stderr
+    assert client.get_run(first).info.status == "FAILED" and "ended without closing the run" in client.get_run(first).data.tags["error"]
+    p, second = start_and_wait_for_training(workdir)
+    p.kill(); p.wait()
+    ok = subprocess.run([str(BIN / "mlwt-train"), "--spec", "tiny.yaml", "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert client.get_run(second).info.status == "FAILED"  # the next run on the store swept it
+    assert [v.run_id for v in client.search_model_versions("name='gradient_boost_v1'")] == [ok.stdout.split("MLflow run")[1].split()[0]]
