@@ -172,14 +172,23 @@ def _sweep_one(i: int, params: dict, out_dir: Path, template) -> dict:
         return dict(status="FAILED", mlflow_run_id=None, cv_score=None, model_version=None,
                     seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
 
-# %% ../nbs/10_notebook.ipynb #9275cce4
+# %% ../nbs/10_notebook.ipynb #c78094f7
+def _one_destination(specs: list[TrainingSpec]) -> TrainingSpec:
+    "The first spec, once every spec is known to log to the same store and experiment (a sweep is one parent run)."
+    from ml_workflow_training.tracking import resolve_tracking_uri
+    places = sorted({(resolve_tracking_uri(s.mlflow.tracking_uri), s.mlflow.experiment_name) for s in specs})
+    if len(places) > 1:
+        raise SpecError([("tracking_uri/experiment", f"a sweep's runs go under one parent run, so to one store and experiment; "
+                          f"these parameter sets name {len(places)}: {places}. Split the sweep, or set them in `base:`")], "invalid sweep")
+    return specs[0]
+
+# %% ../nbs/10_notebook.ipynb #1101296b
 def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel: int = 2, out_dir: str | Path = "data/runs/sweep",
           template: str | Path | None = None, name: str = "sweep") -> pd.DataFrame:
     "Run the training notebook over `param_sets` (a list, or a grid dict) in parallel; one row per run."
     sets = expand_grid(param_sets) if isinstance(param_sets, dict) else list(param_sets)
     base = dict(base or {})
-    for ps in sets: check_parameters({**base, **ps})
-    spec = spec_from_parameters(**{**base, **sets[0]}) if sets else spec_from_parameters(**base)
+    spec = _one_destination([spec_from_parameters(**{**base, **ps}) for ps in sets or [{}]])  # every set checked before any run
     parent, uri = start_sweep_run(spec.mlflow, name, len(sets))  # schema and experiment exist before any worker starts
     out_dir = Path(out_dir) / parent
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -170,13 +170,22 @@ def _headline(r: TrainingResult) -> dict[str, float]:
     if r.cv: return {k: v["mean"] for k, v in r.cv.items() if isinstance(v, dict) and "mean" in v}
     return dict(r.test_metrics)
 
-# %% ../nbs/08_workflow.ipynb #2ef4a310
+# %% ../nbs/08_workflow.ipynb #4f000cec
+def _labels(X: pd.DataFrame, y) -> pd.Series:
+    "`y` as a Series aligned with the rows of `X`; `InputError` when the two cannot be matched row for row."
+    if len(y) != len(X): raise InputError(f"y has {len(y)} labels but X has {len(X)} rows: pass one label per row")
+    if isinstance(y, pd.Series) and not y.index.equals(X.index):
+        if set(y.index) != set(X.index): raise InputError("y's index does not match X's: give them the same index, or pass y.to_numpy()")
+        y = y.reindex(X.index)  # the same rows in another order
+    return pd.Series(np.asarray(y), index=X.index, name=getattr(y, "name", None) or "target")
+
+# %% ../nbs/08_workflow.ipynb #92eea187
 def _load(spec: TrainingSpec, X, y) -> tuple[pd.DataFrame, pd.Series, str, dict]:
     "The training data, where it came from, and its lineage tags."
     if X is not None:
         if y is None: raise InputError("X was given without y: pass both, or neither to load the spec's table")
         if not isinstance(X, pd.DataFrame): raise InputError(f"X must be a pandas DataFrame with named columns, got {type(X).__name__}")
-        return X, pd.Series(y, index=X.index, name=getattr(y, "name", None) or "target"), "in-memory", {}
+        return X, _labels(X, y), "in-memory", {}
     d = spec.data
     if spec.feature_store and spec.feature_store.enabled:
         from ml_workflow_training.feature_store import training_from_store

@@ -20,6 +20,7 @@ def small_spec(workdir):
     small.model_copy(update={"data": small.data.model_copy(update={"table": "nope"})}).save(workdir / "no_table.yaml")
     small.model_copy(update={"mlflow": small.mlflow.model_copy(update={"tracking_uri": "http://127.0.0.1:9"})}).save(workdir / "no_server.yaml")
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
+    (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     return workdir
 
 
@@ -37,6 +38,7 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-notebook", "copy", "small.yaml"], 1, "small.yaml exists: choose another path"),
     (["mlwt-sweep", "missing.yaml"], 2, "sweep file not found or empty: missing.yaml"),
     (["mlwt-sweep", "sweep_empty.yaml"], 2, "the sweep file needs `runs:`"),
+    (["mlwt-sweep", "sweep_mixed.yaml"], 2, "a sweep's runs go under one parent run, so to one store and experiment"),
 ]
 
 

@@ -195,3 +195,30 @@ def test_workflow_without_tracking_never_imports_mlflow(workdir):
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n_classes", [3, 5])
+def test_multiclass_with_the_default_spec_trains_registers_and_serves(workdir, n_classes):
+    "The seed's default spec on a 3- and a 5-class table: metrics, figures, registry and the loaded model (issue: multiclass)."
+    import subprocess
+    import pandas as pd
+    from ml_workflow_training import default_training_spec, generate_database
+    generate_database("data/multi.db", n_classes=n_classes, n_samples=600, n_informative=6)
+    seed = default_training_spec()
+    spec = seed.model_copy(update={"tuning": None, "data": seed.data.model_copy(update={"db": "data/multi.db"}),
+                                   "model": seed.model.model_copy(update={"name": "multi", "hyperparameters": {"n_estimators": 20}})})
+    spec.save(workdir / "multi.yaml")
+    out = subprocess.run([str(BIN / "mlwt-train"), "--spec", "multi.yaml", "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0 and "registered multi version 1 as @staging" in out.stdout, out.stderr[-2000:]
+    X, y = load_data(db="data/multi.db")
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
+    served = mlflow.pyfunc.load_model("models:/multi@staging").predict(model_input_frame(X))
+    local = mlflow.sklearn.load_model("models:/multi@staging")
+    np.testing.assert_array_equal(np.asarray(served), local.predict(X))
+    assert set(np.unique(served)) <= set(range(n_classes))
+    labels = np.array(["ant", "bee", "cat", "dog", "eel"])[: n_classes][y.to_numpy()]  # string labels, through the Python API
+    r = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"enabled": False})}), X=X, y=labels, verbose=False)
+    assert set(r.pipeline.classes_) == set(labels) and r.cv_score > 1.5 / n_classes
+    assert "average_precision" not in r.cv_metrics and {"roc_auc", "log_loss", "brier"} <= set(r.cv_metrics)
+    assert sorted(r.figures) == ["calibration", "confusion_matrix", "feature_importance", "precision_recall", "roc"]
+    assert pd.Series(r.pipeline.predict(X)).isin(labels).all()
