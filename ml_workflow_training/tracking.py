@@ -29,12 +29,12 @@ from .core import Interrupted, TrackingError
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
-__all__ = ['LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'check_tracking_server', 'resolve_tracking_uri', 'store_lock',
-           'open_experiment', 'flatten', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions',
-           'git_commit', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'log_model',
-           'gate_decision', 'register_model', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates',
-           'log_results', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook',
-           'existing_store', 'read_run']
+__all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'check_tracking_server', 'sqlite_file',
+           'resolve_tracking_uri', 'with_busy_timeout', 'store_lock', 'open_experiment', 'flatten', 'log_params',
+           'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit', 'log_dataset', 'skops_trusted_types',
+           'model_input_frame', 'pip_requirements', 'log_model', 'gate_decision', 'register_model', 'process_tags',
+           'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'RunRecorder', 'start_sweep_run',
+           'finish_sweep_run', 'log_executed_notebook', 'existing_store', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #6b8891e7
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -49,24 +49,40 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
                             f"`mlflow server --host 127.0.0.1 --port 5000`, or set mlflow.tracking_uri to another store "
                             "(the embedded default is sqlite:///mlflow.db)") from None
 
-# %% ../nbs/07_tracking.ipynb #1f383bff
+# %% ../nbs/07_tracking.ipynb #2107e614
+def sqlite_file(uri: str) -> Path | None:
+    "The database file of an SQLite URI (without its query, e.g. `?timeout=30`), or None for other stores."
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+# %% ../nbs/07_tracking.ipynb #10df2aad
 def resolve_tracking_uri(uri: str) -> str:
     "`uri` with a relative SQLite path or folder made absolute, so the store does not depend on a later working directory."
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
+    path = sqlite_file(uri)
+    if path is not None and not path.is_absolute():
+        query = uri.partition("?")[2]
+        return f"sqlite:///{path.expanduser().resolve()}" + (f"?{query}" if query else "")
     if "://" not in uri: return Path(uri).expanduser().resolve().as_uri()
     return uri
 
-# %% ../nbs/07_tracking.ipynb #323db0ad
+# %% ../nbs/07_tracking.ipynb #ea29c15e
+SQLITE_TIMEOUT_S = 30
+
+
+def with_busy_timeout(uri: str) -> str:
+    "An SQLite `uri` that waits up to `SQLITE_TIMEOUT_S` for a busy database; other URIs as they are."
+    if sqlite_file(uri) is None or "timeout=" in uri: return uri
+    return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_TIMEOUT_S}"
+
+# %% ../nbs/07_tracking.ipynb #db11b047
 def store_lock(uri: str, timeout: float = 600):
     "An inter-process lock for the SQLite store at `uri` (a no-op for other stores)."
     from filelock import FileLock
-    if not uri.startswith("sqlite:///"): return contextlib.nullcontext()
-    path = Path(uri[len("sqlite:///"):])
+    path = sqlite_file(uri)
+    if path is None: return contextlib.nullcontext()
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(f"{path}.lock", timeout=timeout)
 
-# %% ../nbs/07_tracking.ipynb #68ff180c
+# %% ../nbs/07_tracking.ipynb #e7f0fb1f
 def open_experiment(spec: MLflowSpec) -> str:
     "Point MLflow at `spec.tracking_uri` (creating an SQLite store's schema once) and return the experiment id."
     import mlflow
@@ -75,10 +91,10 @@ def open_experiment(spec: MLflowSpec) -> str:
     check_tracking_server(uri)
     for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables...": not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(with_busy_timeout(uri))
     try:
         with store_lock(uri):  # one process at a time creates or migrates the schema, and creates the experiment
-            client = mlflow.MlflowClient(uri)
+            client = mlflow.MlflowClient(with_busy_timeout(uri))
             exp = client.get_experiment_by_name(spec.experiment_name)
             return exp.experiment_id if exp is not None else client.create_experiment(spec.experiment_name)
     except MlflowException as e:
@@ -441,11 +457,11 @@ def _no_progress_bar():
         if old is None: os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
         else: os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old
 
-# %% ../nbs/07_tracking.ipynb #f355429f
+# %% ../nbs/07_tracking.ipynb #5a104c34
 def existing_store(tracking_uri: str) -> str:
     "`tracking_uri` made absolute; `TrackingError` when it names an SQLite file that does not exist (reading never creates a store)."
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if sqlite_file(uri) is not None and not sqlite_file(uri).exists():
         raise TrackingError(f"no MLflow store at {uri}: pass the tracking URI the run was logged to")
     return uri
 

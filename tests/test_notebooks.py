@@ -156,3 +156,18 @@ def test_template_ships_in_the_wheel(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as z:
         assert z.read("ml_workflow_training/templates/train.ipynb") == template_path().read_bytes()
+
+
+@pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook"])
+def test_register_false_as_text_registers_nothing(workdir, entry):
+    "Parameters arrive as text ('-r register false', '-p register no'): they are parsed by type, never taken as truthy strings."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    if entry == "papermill":
+        out = papermill("data/runs/r.ipynb", *TINY, "-p", "tracking_uri", uri, "-r", "register", "false", "-r", "tuning", "no", cwd=workdir)
+    else:
+        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "register", "no",
+                              "-o", "data/runs/r.ipynb"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client, (run,) = runs(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["registered"] == "false"
+    assert run.data.tags["registration"] == "registry disabled in the spec" and client.search_registered_models() == []
