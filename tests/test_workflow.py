@@ -13,7 +13,7 @@ from seed_readme import workflow_example
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, TrackingError, TrainingSpec, WorkflowError, load_data, reproduce_run,
                                   run_training)
-from ml_workflow_training.tracking import model_input_frame
+from ml_workflow_training.tracking import load_model, model_input_frame
 
 FEATURES = [f"feature_{i}" for i in range(20)]
 
@@ -136,6 +136,8 @@ def test_remote_tracking_server(workdir, mlflow_server):
     X, _ = load_data()
     loaded = mlflow.pyfunc.load_model("models:/small_gb@staging")
     np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), results["pipeline"].predict(X))
+    checked = load_model("models:/small_gb@staging", tracking_uri=mlflow_server)  # the project's loader, over HTTP
+    np.testing.assert_allclose(checked.predict_proba(X), results["pipeline"].predict_proba(X))
 
 
 def test_registered_model_served_over_http(workdir):
@@ -222,3 +224,25 @@ def test_multiclass_with_the_default_spec_trains_registers_and_serves(workdir, n
     assert "average_precision" not in r.cv_metrics and {"roc_auc", "log_loss", "brier"} <= set(r.cv_metrics)
     assert sorted(r.figures) == ["calibration", "confusion_matrix", "feature_importance", "precision_recall", "roc"]
     assert pd.Series(r.pipeline.predict(X)).isin(labels).all()
+
+
+def test_load_model_checks_probabilities_and_refuses_tampered_artifacts(workdir):
+    "The registered model loads by alias with the same probabilities; an extra trusted type or an edited file is refused."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    results = run_training(small_spec(uri), verbose=False)
+    X, _ = load_data()
+    model = load_model("models:/small_gb@staging", tracking_uri=uri)
+    np.testing.assert_allclose(model.predict_proba(X), results.pipeline.predict_proba(X))
+    (mlmodel,) = workdir.glob("mlruns/*/models/*/artifacts/MLmodel")
+    text = mlmodel.read_text()
+    mlmodel.write_text(text.replace("    - numpy.dtype\n", "    - numpy.dtype\n    - builtins.exec\n"))
+    with pytest.raises(TrackingError, match=r"asks to trust types that were not reviewed: \['builtins.exec'\]"):
+        load_model("models:/small_gb@staging", tracking_uri=uri)
+    mlmodel.write_text(text)
+    skops_file = mlmodel.parent / "model.skops"
+    original = skops_file.read_bytes()
+    skops_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(TrackingError, match=r"the model file differs from the one logged \(model.sha256 mismatch\)"):
+        load_model("models:/small_gb@staging", tracking_uri=uri)
+    skops_file.write_bytes(original)
+    np.testing.assert_allclose(load_model("models:/small_gb@staging", tracking_uri=uri).predict_proba(X), results.pipeline.predict_proba(X))
