@@ -200,7 +200,7 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
 
-# %% ../nbs/07_tracking.ipynb #f4432464
+# %% ../nbs/07_tracking.ipynb #147da743
 REVIEWED_SKOPS_TYPES = frozenset({
     "numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -209,6 +209,8 @@ REVIEWED_SKOPS_TYPES = frozenset({
     "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration", "sklearn.isotonic.IsotonicRegression",
     "sklearn.frozen._frozen.FrozenEstimator",
     "sklearn.model_selection._split.StratifiedKFold", "sklearn.model_selection._split.KFold",
+    "sklearn.model_selection._split.GroupKFold", "sklearn.model_selection._split.StratifiedGroupKFold",
+    "sklearn.model_selection._split.TimeSeriesSplit", "ml_workflow_training.calibration.GroupsFromColumn",
     "ml_workflow_training.preprocessing.FeatureSpecPipeline", "ml_workflow_training.preprocessing.CategoryCaster",
     "ml_workflow_training.preprocessing._to_float",
     "ml_workflow_training.specs.FeatureSpec", "ml_workflow_training.specs.FeatureGroup",

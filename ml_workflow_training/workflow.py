@@ -87,11 +87,11 @@ class StepTimer:
         self.durations[name] = time.perf_counter() - t0
         if self.verbose: print(f"[{name:<14}] {self.durations[name]:7.1f} s  {note.get('text', '')}".rstrip(), flush=True)
 
-# %% ../nbs/08_workflow.ipynb #8ca1f9ef
+# %% ../nbs/08_workflow.ipynb #1e625229
 def _cv_estimator(spec: TrainingSpec, pipeline) -> tuple[Any, str]:
     "An unfitted copy of the final model for cross-validation, and what it is."
     cal = spec.calibration
-    if cal and cal.cv_folds: return calibrated_cv(pipeline, cal, spec.validation.random_state), "calibrated model"
+    if cal and cal.cv_folds: return calibrated_cv(pipeline, cal, spec.validation.random_state, spec.validation), "calibrated model"
     return clone(pipeline), "uncalibrated pipeline" if cal else "pipeline"
 
 # %% ../nbs/08_workflow.ipynb #0d416b48
@@ -107,12 +107,12 @@ def _tune(spec: TrainingSpec, pipeline, X, y, groups, step) -> dict | None:
         note["text"] = f"{summary['n_candidates']} candidates, best {spec.tuning.scoring} {summary['best_score']:.4f} with {summary['best_params']}"
     return summary
 
-# %% ../nbs/08_workflow.ipynb #f502d02f
+# %% ../nbs/08_workflow.ipynb #b679fbc3
 def _calibrate(spec: TrainingSpec, pipeline, X, y, step) -> tuple[Any, dict | None]:
     "The calibrated model and its before/after summary (the pipeline itself when the spec does not calibrate)."
     if not spec.calibration: return pipeline, None
     with step("calibrate") as note:
-        cal = ClassifierCalibration(spec.calibration, random_state=spec.validation.random_state).fit(pipeline, X, y)
+        cal = ClassifierCalibration(spec.calibration, random_state=spec.validation.random_state, validation=spec.validation).fit(pipeline, X, y)
         s = cal.summary_
         if "brier_after" in s: note["text"] = f"{s['method']}: Brier {s['brier_before']:.4f} -> {s['brier_after']:.4f}, log loss {s['log_loss_before']:.4f} -> {s['log_loss_after']:.4f}"
     return cal.get_calibrated_model(), s

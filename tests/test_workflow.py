@@ -246,3 +246,24 @@ def test_load_model_checks_probabilities_and_refuses_tampered_artifacts(workdir)
         load_model("models:/small_gb@staging", tracking_uri=uri)
     skops_file.write_bytes(original)
     np.testing.assert_allclose(load_model("models:/small_gb@staging", tracking_uri=uri).predict_proba(X), results.pipeline.predict_proba(X))
+
+
+@pytest.mark.parametrize("split", ["group", "time_series"])
+def test_calibration_folds_follow_the_validation_split(workdir, split):
+    "No leakage: a group never straddles a calibrator's fit and calibration rows, and time-series calibration looks only forward."
+    from ml_workflow_training import CalibrationSpec, MLflowSpec, ModelSpec, ValidationSpec
+    X, y = load_data()
+    X = X.assign(block=np.arange(len(X)) // 50)
+    v = (ValidationSpec(split="group", group_column="block") if split == "group"
+         else ValidationSpec(split="time_series", shuffle=False))
+    spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(), validation=v,
+                        model=ModelSpec(name="folds", hyperparameters={"n_estimators": 10}), calibration=CalibrationSpec(cv_folds=3),
+                        mlflow=MLflowSpec(enabled=True, tracking_uri=f"sqlite:///{workdir}/mlflow.db", registry={"enabled": True}))
+    r = run_training(spec, X=X, y=y, verbose=False)
+    splits = list(r.pipeline.cv.split(X, y))
+    assert len(splits) == 3 and len(r.pipeline.calibrated_classifiers_) == 3
+    for train, test in splits:
+        if split == "group": assert set(X.block.iloc[train]).isdisjoint(X.block.iloc[test])
+        else: assert train.max() < test.min()
+    loaded = load_model("models:/folds@staging", tracking_uri=f"sqlite:///{workdir}/mlflow.db")  # the splitter is a reviewed type
+    np.testing.assert_allclose(loaded.predict_proba(X), r.pipeline.predict_proba(X))
