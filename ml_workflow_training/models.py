@@ -15,7 +15,7 @@ from .preprocessing import FeatureSpecPipeline
 from .specs import NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_class
 
 # %% auto #0
-__all__ = ['build_classifier', 'GradientBoostingClassifierImpl', 'check_target', 'build_pipeline']
+__all__ = ['build_classifier', 'GradientBoostingClassifierImpl', 'check_target', 'check_training_folds', 'build_pipeline']
 
 # %% ../nbs/03_models.ipynb #6a8525d6
 try: from xgboost import XGBClassifier as _XGBClassifier
@@ -74,6 +74,18 @@ def check_target(y, n_folds: int | None = None, stratified: bool = True) -> dict
     if len(counts) < 2: raise InputError(f"the target has a single class {list(counts)}: a classifier needs at least two")
     if n_folds and (problem := fold_problem(n_folds, len(y), counts, stratified)): raise InputError(problem)
     return counts
+
+# %% ../nbs/03_models.ipynb #a2a38d63
+def check_training_folds(cv, X, y, groups=None) -> None:
+    "Raise `InputError` when a training fold of splitter `cv` lacks a class of `y`."
+    y = np.asarray(y)
+    classes = np.unique(y)
+    for k, (train, _) in enumerate(cv.split(X, y, groups)):
+        missing = np.setdiff1d(classes, np.unique(y[train]))
+        if len(missing):
+            label = missing[0].item() if hasattr(missing[0], "item") else missing[0]  # 2, not np.int64(2)
+            raise InputError(f"the training rows of fold {k + 1} hold no example of class {label!r} "
+                             f"({int((y == missing[0]).sum())} in all): stratify the folds, use fewer, or gather more examples of that class")
 
 # %% ../nbs/03_models.ipynb #a86666cb
 def build_pipeline(feature_spec: FeatureSpec, model_spec: ModelSpec | None = None) -> Pipeline:

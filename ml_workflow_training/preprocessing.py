@@ -22,7 +22,7 @@ from .specs import FeatureGroup, FeatureSpec
 # %% auto #0
 __all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'FeatureSpecPipeline']
 
-# %% ../nbs/02_preprocessing.ipynb #5b828c59
+# %% ../nbs/02_preprocessing.ipynb #7b8161bc
 def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
     "Raise `InputError` when `X` lacks a column of `spec`, or a column cannot be used as its group says."
     if not isinstance(X, pd.DataFrame):
@@ -43,6 +43,10 @@ def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
                 example = f", e.g. {bad.iloc[0]!r}" if len(bad) else ""
                 raise InputError(f"column {c!r} is in a numeric group but holds non-numeric values "
                                  f"(dtype {col.dtype}{example}): put it in a categorical group or clean it")
+            if group.kind == "numeric" and pd.api.types.is_float_dtype(col) and np.isinf(col.to_numpy()).any():
+                rows = col.index[np.isinf(col.to_numpy())]
+                raise InputError(f"column {c!r} holds {len(rows)} infinite value(s) (first at row {rows[0]!r}): "
+                                 "replace them, e.g. with NaN for the imputer to fill, or drop those rows")
 
 # %% ../nbs/02_preprocessing.ipynb #f06a1de8
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}

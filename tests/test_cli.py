@@ -19,6 +19,9 @@ def small_spec(workdir):
     small.save(workdir / "small.yaml")
     small.model_copy(update={"data": small.data.model_copy(update={"table": "nope"})}).save(workdir / "no_table.yaml")
     small.model_copy(update={"mlflow": small.mlflow.model_copy(update={"tracking_uri": "http://127.0.0.1:9"})}).save(workdir / "no_server.yaml")
+    (workdir / "notdb.txt").write_text("not a database\n")
+    for name, uri in [("notdb", "sqlite:///notdb.txt"), ("underfile", "sqlite:///notdb.txt/sub/mlflow.db")]:
+        small.model_copy(update={"mlflow": small.mlflow.model_copy(update={"tracking_uri": uri})}).save(workdir / f"{name}.yaml")
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     return workdir
@@ -31,6 +34,9 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-train", "--spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+    (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: (sqlite3.DatabaseError) file is not a database"),
+    (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
+    (["mlwt-generate-database", "--db", "notdb.txt", "--if-missing"], 2, "cannot read database sqlite:///"),
     (["mlwt-reproduce", "0" * 32, "--tracking-uri", "sqlite:///missing.db"], 1, "no MLflow store at sqlite:///"),
     (["mlwt-notebook", "run", "-p", "n_estimator", "5"], 2, "unknown notebook parameter 'n_estimator'. Did you mean 'n_estimators'?"),
     (["mlwt-notebook", "run", "-p", "tuning", "maybe"], 2, "tuning: Input should be a valid boolean"),

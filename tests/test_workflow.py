@@ -267,3 +267,23 @@ def test_calibration_folds_follow_the_validation_split(workdir, split):
         else: assert train.max() < test.min()
     loaded = load_model("models:/folds@staging", tracking_uri=f"sqlite:///{workdir}/mlflow.db")  # the splitter is a reviewed type
     np.testing.assert_allclose(loaded.predict_proba(X), r.pipeline.predict_proba(X))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("short_y", "y has 990 labels but X has 1000 rows"),
+    ("one_member_unstratified", "hold no example of class 2 (1 in all)"),
+    ("infinite", "column 'feature_2' holds 1 infinite value(s) (first at row 3)"),
+])
+def test_bad_data_is_one_message_naming_the_culprit(workdir, case, message):
+    from ml_workflow_training import InputError, ValidationSpec
+    X, y = load_data()
+    spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(),
+                        model=ModelSpecBuilder().add_classifier("m", hyperparameters={"n_estimators": 5}).build()[0])
+    if case == "short_y": y = y.iloc[10:]
+    if case == "one_member_unstratified":
+        y = y.copy(); y.iloc[0] = 2
+        spec = spec.model_copy(update={"validation": ValidationSpec(stratified=False)})
+    if case == "infinite": X = X.copy(); X.iloc[3, 2] = np.inf
+    with pytest.raises(InputError) as e:
+        run_training(spec, X=X, y=y, verbose=False)
+    assert message in str(e.value) and "\n" not in str(e.value)
