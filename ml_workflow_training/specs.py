@@ -357,7 +357,7 @@ class CalibrationSpec(Spec):
             raise ValueError("set exactly one of cv_folds and holdout_fraction")
         return self
 
-# %% ../nbs/01_specs.ipynb #fd4c9e88
+# %% ../nbs/01_specs.ipynb #ef2ffa90
 class ValidationSpec(Spec):
     "How the model is evaluated."
     strategy: Literal["cross_validation", "holdout", "both"] = "cross_validation"
@@ -380,6 +380,8 @@ class ValidationSpec(Spec):
     "metrics to report"
     primary_metric: MetricName = "accuracy"
     "the metric that sums up a run (reported as cv_score)"
+    evaluation_sample: int | None = Field(10_000, ge=100)
+    "feature importance and figures use at most this many rows (stratified, seeded); metrics always use every row"
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -287,3 +287,21 @@ def test_bad_data_is_one_message_naming_the_culprit(workdir, case, message):
     with pytest.raises(InputError) as e:
         run_training(spec, X=X, y=y, verbose=False)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_evaluation_sample_bounds_importance_and_figures_and_is_logged(workdir):
+    "Wide data with a model without its own importances: permutation importance runs on the capped sample, logged with the run."
+    from ml_workflow_training import ModelSpec, MLflowSpec, ValidationSpec
+    rng = np.random.default_rng(0)
+    import pandas as pd
+    X = pd.DataFrame(rng.normal(size=(400, 300)), columns=[f"c{i}" for i in range(300)])
+    y = pd.Series((X["c0"] + X["c1"] > 0).astype(int))
+    spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(list(X.columns)).build(),
+                        model=ModelSpec(name="wide", model_type="hist_gradient_boosting", hyperparameters={"max_iter": 10}),
+                        validation=ValidationSpec(cv_folds=3, evaluation_sample=150),
+                        mlflow=MLflowSpec(enabled=True, tracking_uri=f"sqlite:///{workdir}/mlflow.db"))
+    r = run_training(spec, X=X, y=y, verbose=False)
+    assert r.feature_importance["source"].iloc[0].startswith("permutation")
+    assert set(r.feature_importance["feature"].head(2)) == {"c0", "c1"}  # the sample still finds the signal
+    assert mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_run(r.mlflow_run_id).data.params["validation.evaluation_sample"] == "150"
+    assert len(r.cv["predictions"]["y"]) == 400  # metrics use every row; only importance and figures are sampled
