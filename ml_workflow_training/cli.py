@@ -146,11 +146,12 @@ def reproduce_main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     return run_command(lambda: _reproduce(a))
 
-# %% ../nbs/09_cli.ipynb #07ac140b
+# %% ../nbs/09_cli.ipynb #8a0cefec
 def _reproduce(a) -> int:
     result = reproduce_run(a.run_id, a.tracking_uri, verbose=not a.quiet)
     print(result["metrics"].to_string(index=False))
-    print(f"{'reproduced' if result['match'] else 'NOT reproduced'}: run {a.run_id}, data {'unchanged' if result['same_data'] else 'CHANGED'}")
+    data = {True: "unchanged", False: "CHANGED", None: "UNKNOWN (the run logged no data fingerprint)"}[result["same_data"]]
+    print(f"{'reproduced' if result['match'] else 'NOT reproduced'}: run {a.run_id}, data {data}")
     return 0 if result["match"] else 1
 
 # %% ../nbs/09_cli.ipynb #2a5aee64

@@ -35,8 +35,8 @@ __all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_T
            'open_experiment', 'flatten', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions',
            'git_commit', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'log_model',
            'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'register_model',
-           'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'RunRecorder',
-           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
+           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #6b8891e7
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -317,14 +317,24 @@ def gate_decision(registry: RegistrySpec, metrics: dict[str, float]) -> tuple[bo
     ok = value >= registry.gate_threshold if higher else value <= registry.gate_threshold
     return ok, f"{registry.gate_metric} = {value:.4f} {'>=' if higher else '<='} {registry.gate_threshold}: {'passed' if ok else 'failed'}"
 
-# %% ../nbs/07_tracking.ipynb #713a5c08
+# %% ../nbs/07_tracking.ipynb #7fdde288
 def register_model(model_uri: str, name: str, alias: str) -> str:
     "Register `model_uri` under `name`, point `alias` at the new version, return the version."
     import mlflow
+    client = mlflow.MlflowClient()
     with store_lock(mlflow.get_tracking_uri()):  # version numbers are counted in the store: one writer at a time on SQLite
         mv = mlflow.register_model(model_uri, name)
-        mlflow.MlflowClient().set_registered_model_alias(name, alias, mv.version)
+        try: client.set_registered_model_alias(name, alias, mv.version)
+        except BaseException:
+            unregister(name, str(mv.version))  # a version without its alias is a half-done registration: take it back
+            raise
     return str(mv.version)
+
+# %% ../nbs/07_tracking.ipynb #ce21577e
+def unregister(name: str, version: str) -> None:
+    "Delete a model version this run registered (when the run fails after registering); errors are ignored, the failure matters more."
+    import mlflow
+    with contextlib.suppress(Exception): mlflow.MlflowClient().delete_model_version(name, version)
 
 # %% ../nbs/07_tracking.ipynb #f30f5e6c
 def _process_start(pid: int) -> str | None:
@@ -412,11 +422,11 @@ def _end_if_active(run_id: str) -> None:
             mlflow.set_tags({"error": "the process exited while the run was open", "registered": "false"})
             mlflow.end_run("KILLED")
 
-# %% ../nbs/07_tracking.ipynb #09935728
+# %% ../nbs/07_tracking.ipynb #7f868c14
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
     def __init__(self, spec: TrainingSpec):
-        self.spec, self.experiment_id, self.run_id = spec, None, None
+        self.spec, self.experiment_id, self.run_id, self.registered = spec, None, None, None
 
     def connect(self) -> str:
         "Reach the store (failing fast when it cannot be used) and return the experiment id."
@@ -442,7 +452,10 @@ class RunRecorder:
             atexit.unregister(_end_if_active)
             mlflow.end_run(status)
 
-    def fail(self, error: BaseException, step: str | None) -> None: record_failure(error, step)
+    def fail(self, error: BaseException, step: str | None) -> None:
+        "Record why and where the run failed; a version it already registered is taken back (a failed run registers nothing)."
+        if self.registered: unregister(*self.registered)
+        record_failure(error, step)
 
     def log_run(self, result, X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, lineage: dict, durations: dict) -> None:
         "Log the spec, lineage, versions and everything `result` measured."
@@ -475,6 +488,7 @@ class RunRecorder:
         if ok:
             name = registry.model_name or self.spec.model.name
             version = register_model(model_uri, name, registry.alias)
+            self.registered = (name, version)
             why += f"; registered {name} version {version} as @{registry.alias}"
         mlflow.set_tags({"registration": why, "registered": str(ok).lower()})
         return ok, why, version

@@ -259,7 +259,7 @@ def run_ml_workflow(feature_specs: FeatureSpec, model_spec: ModelSpec | None = N
                         data=data_spec or DataSpec())
     return run_training(spec, X, y, X_test, y_test, verbose=verbose)
 
-# %% ../nbs/08_workflow.ipynb #1974859d
+# %% ../nbs/08_workflow.ipynb #629f7746
 def reproduce_run(run_id: str, tracking_uri: str | None = None, verbose: bool = True, rel_tol: float = 1e-9) -> dict:
     "Retrain run `run_id` from its logged spec and report whether its metrics match."
     record = read_run(run_id, tracking_uri)
@@ -273,7 +273,7 @@ def reproduce_run(run_id: str, tracking_uri: str | None = None, verbose: bool = 
     logged = record["metrics"]
     rows = [dict(metric=k, logged=logged[k], reproduced=v, match=math.isclose(logged[k], v, rel_tol=rel_tol, abs_tol=1e-12))
             for k, v in sorted(new.items()) if k in logged]
-    logged_hash = record["tags"].get("dataset.training.content_hash")
-    same_data = logged_hash is None or logged_hash == again.data_fingerprint["content_hash"]
-    return dict(run_id=run_id, match=same_data and bool(rows) and all(r["match"] for r in rows), same_data=same_data,
+    logged_hash = record["tags"].get("dataset.training.content_hash")  # None: the run logged no fingerprint, so sameness is unknown
+    same_data = None if logged_hash is None else logged_hash == again.data_fingerprint["content_hash"]
+    return dict(run_id=run_id, match=bool(same_data) and bool(rows) and all(r["match"] for r in rows), same_data=same_data,
                 metrics=pd.DataFrame(rows), spec_hash=spec.spec_hash())

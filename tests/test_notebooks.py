@@ -84,7 +84,7 @@ def test_bad_parameters_fail_with_a_clear_message(workdir, args, message, code):
     lines = cli.stderr.strip().splitlines()
     assert cli.returncode == code and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], cli.stderr
     _, found = runs(uri)
-    assert all(r.info.status != "RUNNING" for r in found)
+    assert found == []  # every one of these is refused before a run opens: nothing is left RUNNING because nothing started
 
 
 def test_notebook_without_parameters_cell_is_refused(workdir):
@@ -122,7 +122,12 @@ def test_sweep_cli_with_a_grid(workdir):
                                                        "grid": {"max_depth": [2, 3]}}))
     out = subprocess.run([str(BIN / "mlwt-sweep"), "grid.yaml", "--max-parallel", "2"], cwd=workdir, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count("FINISHED") == 2 and "parent MLflow run" in out.stdout
+    parent = out.stdout.split("parent MLflow run")[1].split()[0]
+    client, found = runs(uri)
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert sorted(r.data.params["model.hyperparameters.max_depth"] for r in children) == ["2", "3"]
+    assert client.get_run(parent).info.status == "FINISHED"
 
 
 def test_project_kernel_runs_notebooks_with_the_package(tmp_path):

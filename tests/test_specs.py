@@ -56,7 +56,8 @@ def test_seed_feature_store_snippet():
 
 def test_specs_are_frozen():
     spec = ModelSpecBuilder().add_classifier("m").build()[0]
-    with pytest.raises(Exception):
+    import pydantic
+    with pytest.raises(pydantic.ValidationError, match="Instance is frozen"):
         spec.model_type = "random_forest"
 
 

@@ -73,19 +73,40 @@ def test_same_spec_and_data_give_same_metrics_and_reproduce(workdir):
     from ml_workflow_training import generate_database
     generate_database("data/ml_workflow.db", seed=7)  # the data changed under the run
     changed = reproduce_run(first["mlflow_run_id"], verbose=False)
-    assert not changed["same_data"] and not changed["match"]
+    assert changed["same_data"] is False and not changed["match"]
+    import subprocess
+    cli = subprocess.run([str(BIN / "mlwt-reproduce"), first["mlflow_run_id"], "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert cli.returncode == 1 and f"NOT reproduced: run {first['mlflow_run_id']}, data CHANGED" in cli.stdout
 
 
-def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypatch):
+def test_reproduce_without_a_logged_fingerprint_does_not_claim_the_same_data(workdir):
+    spec = small_spec("sqlite:///mlflow.db")
+    spec = spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"log_dataset": False})})
+    run_id = run_training(spec, verbose=False)["mlflow_run_id"]
+    report = reproduce_run(run_id, verbose=False)
+    assert report["same_data"] is None and not report["match"]
+    import subprocess
+    cli = subprocess.run([str(BIN / "mlwt-reproduce"), run_id, "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert cli.returncode == 1 and "data UNKNOWN (the run logged no data fingerprint)" in cli.stdout
+
+
+@pytest.mark.parametrize("where, step", [("cross-validate", "cross-validate"), ("log_model", "log"), ("alias", "register"),
+                                         ("after_register", "register")])
+def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypatch, where, step):
+    "A fault anywhere, before, during or after registration: the run is FAILED with its step, and no version is left registered."
+    import ml_workflow_training.tracking as tr
     import ml_workflow_training.workflow as wf
     def broken(*a, **k): raise RuntimeError("disk on fire")
-    monkeypatch.setattr(wf, "cross_validate_model", broken)
-    with pytest.raises(WorkflowError, match="training failed during step 'cross-validate': RuntimeError: disk on fire"):
+    if where == "cross-validate": monkeypatch.setattr(wf, "cross_validate_model", broken)
+    if where == "log_model": monkeypatch.setattr(tr, "log_model", broken)
+    if where == "alias": monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", broken)
+    if where == "after_register": monkeypatch.setattr(tr.RunRecorder, "log_durations", broken)
+    with pytest.raises(WorkflowError, match=f"training failed during step '{step}': RuntimeError: disk on fire"):
         run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
     assert run.info.status == "FAILED"
-    assert run.data.tags["error"] == "RuntimeError: disk on fire" and run.data.tags["failed_step"] == "cross-validate"
+    assert run.data.tags["error"] == "RuntimeError: disk on fire" and run.data.tags["failed_step"] == step
     assert "disk on fire" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")
     assert client.search_model_versions("name = 'small_gb'") == []
 
