@@ -182,13 +182,18 @@ def _one_destination(specs: list[TrainingSpec]) -> TrainingSpec:
                           f"these parameter sets name {len(places)}: {places}. Split the sweep, or set them in `base:`")], "invalid sweep")
     return specs[0]
 
-# %% ../nbs/10_notebook.ipynb #1101296b
+# %% ../nbs/10_notebook.ipynb #f7cf5c92
 def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel: int = 2, out_dir: str | Path = "data/runs/sweep",
           template: str | Path | None = None, name: str = "sweep") -> pd.DataFrame:
     "Run the training notebook over `param_sets` (a list, or a grid dict) in parallel; one row per run."
     sets = expand_grid(param_sets) if isinstance(param_sets, dict) else list(param_sets)
     base = dict(base or {})
-    spec = _one_destination([spec_from_parameters(**{**base, **ps}) for ps in sets or [{}]])  # every set checked before any run
+    for ps in sets: check_parameters({**base, **ps})  # an unknown name refuses the whole sweep
+    specs = []
+    for ps in sets or [{}]:
+        try: specs.append(spec_from_parameters(**{**base, **ps}))
+        except SpecError: pass  # a set with a bad value fails alone, reported in its row, and the others run
+    spec = _one_destination(specs) if specs else spec_from_parameters(**base)
     parent, uri = start_sweep_run(spec.mlflow, name, len(sets))  # schema and experiment exist before any worker starts
     out_dir = Path(out_dir) / parent
     out_dir.mkdir(parents=True, exist_ok=True)

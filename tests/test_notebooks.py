@@ -28,6 +28,7 @@ def runs(uri, experiment="production_models"):
 
 def test_shipped_template_equals_the_nbs_source():
     assert template_path().read_bytes() == (ROOT / "nbs" / "pipelines" / "train.ipynb").read_bytes()
+    assert "IN_TEST" not in template_path().read_text()  # no test-only branch in what users receive
 
 
 def test_papermill_cli_run_records_and_logs_the_notebook(workdir):
