@@ -176,3 +176,22 @@ def test_generate_cli(tmp_path):
     bad = subprocess.run([exe, "--db", str(db), "--table", "a;b"], capture_output=True, text=True)
     assert bad.returncode != 0 and "not a plain identifier" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_identifiers_reach_sql_quoted_and_values_as_bound_parameters(tmp_path):
+    "Through the engine's own statement log: a reserved-word table and columns are quoted, the row limit is a bound parameter."
+    import sqlalchemy as sa
+    db = tmp_path / "reserved.db"
+    generate_database(db, table="order", target="select", n_samples=50, n_features=3, n_informative=2, n_redundant=0)
+    statements = []
+    def record(conn, cursor, statement, parameters, context, executemany): statements.append((statement, parameters))
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try: X, y = load_data("order", db=db, target="select", columns=["feature_0", "feature_2"], limit=7)
+    finally: sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert X.shape == (7, 2) and y.name == "select"
+    reads = [(st, p) for st, p in statements if st.lstrip().upper().startswith("SELECT") and "sqlite_master" not in st
+             and "datasets_metadata" not in st]  # the reads of the table itself
+    assert reads and all('"order"' in st for st, _ in reads)  # an f-string would have sent the bare reserved word
+    data_reads = [(st, p) for st, p in reads if "feature_0" in st]
+    assert data_reads and all('"select"' in st and " 7" not in st for st, _ in data_reads)
+    assert any(7 in (p if isinstance(p, (tuple, list)) else tuple(p.values())) for _, p in data_reads)  # the limit is bound
