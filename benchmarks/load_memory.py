@@ -1,7 +1,9 @@
 """Memory and time of `load_data` against `pandas.read_sql`, same table, same process.
 
 Prints, for each reader, the peak memory traced while reading (tracemalloc sees numpy and
-pandas buffers) as a multiple of the resulting frame's own memory, and the read time.
+pandas buffers) as a multiple of the resulting frame's own memory, and the read time; then
+the goals (issue 10): peak memory <= 3 x the frame, and reading no slower than pandas' own
+reader. Exits 1 when a goal is missed.
 Usage: python benchmarks/load_memory.py [n_rows]   (default 1,000,000)
 """
 import sys
@@ -10,6 +12,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import finish, report
 import pandas as pd
 import sqlalchemy as sa
 
@@ -40,8 +44,11 @@ def main(n_rows: int = 1_000_000):
         df = pd.read_sql_table("classification_data", sa.create_engine(f"sqlite:///{db}"))
         return df.drop(columns="target"), df["target"]
     theirs, t_theirs = measure("pandas.read_sql", plain)
-    print(f"ratio load_data/read_sql: memory {ours / theirs:.2f}, time {t_ours / t_theirs:.2f}")
+    report("load_memory", f"{n_rows:,} rows from SQLite, peak memory / frame", ours, theirs, 3.0, measure="peak/frame",
+           value=ours, unit="x frame")
+    report("load_memory", f"{n_rows:,} rows from SQLite, read time vs pandas.read_sql", t_ours, t_theirs, 1.0)
 
 
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    finish()

@@ -14,7 +14,7 @@ from .specs import (CalibrationSpec, DataSpec, FeatureSpec, FeatureStoreSpec, ML
 # %% auto #0
 __all__ = ['FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder', 'RandomSearchSpecBuilder', 'CalibrationSpecBuilder',
            'ValidationSpecBuilder', 'MLflowSpecBuilder', 'FeatureStoreSpecBuilder', 'DataSpecBuilder',
-           'default_training_spec']
+           'default_training_spec', 'feature_groups_for', 'spec_for_table']
 
 # %% ../nbs/01a_builders.ipynb #c32d35d0
 class _Builder:
@@ -188,3 +188,30 @@ def default_training_spec() -> TrainingSpec:
         calibration=CalibrationSpecBuilder().set_method("sigmoid").set_cv_strategy(5).build(),
         mlflow=MLflowSpecBuilder().enable().set_experiment("production_models").enable_model_registry(stage="Staging")
             .add_tags({"version": "1.0", "team": "ml-eng"}).build())
+
+# %% ../nbs/01a_builders.ipynb #0ca48e71
+def feature_groups_for(X) -> FeatureSpec:
+    "Feature groups from `X`'s column types; `SpecError` naming any column of a type no group takes."
+    import pandas as pd
+    kinds: dict[str, list[str]] = {"numeric": [], "categorical": [], "boolean": []}
+    unusable = []
+    for name, dtype in X.dtypes.items():
+        if pd.api.types.is_bool_dtype(dtype): kinds["boolean"].append(name)
+        elif pd.api.types.is_numeric_dtype(dtype): kinds["numeric"].append(name)
+        elif isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            kinds["categorical"].append(name)
+        else: unusable.append((f"features.{name}", f"column type {dtype} has no feature group (numbers, text, categories, booleans): drop or convert it"))
+    if unusable: raise SpecError(unusable)
+    b = FeatureSpecBuilder()
+    if kinds["numeric"]: b.add_numeric_group(kinds["numeric"], imputer_strategy="median", scaler_type="none")
+    if kinds["categorical"]: b.add_categorical_group(kinds["categorical"], imputer_strategy=None)
+    if kinds["boolean"]: b.add_boolean_group(kinds["boolean"])
+    return b.build()
+
+# %% ../nbs/01a_builders.ipynb #366c5779
+def spec_for_table(X, data: DataSpec | None = None, model_type: str = "blend") -> TrainingSpec:
+    "A starting TrainingSpec for the table whose features are `X`: groups from column types, the measured default model."
+    data = data or DataSpec()
+    return TrainingSpec(data=data, features=feature_groups_for(X),
+                        model=ModelSpec(name=f"{data.table}_{model_type}", model_type=model_type),
+                        mlflow=MLflowSpecBuilder().enable().set_experiment(data.table).enable_model_registry(stage="Staging").build())

@@ -223,10 +223,11 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
     "extra_trees": ("sklearn.ensemble", "ExtraTreesClassifier"),
     "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
+    "blend": ("ml_workflow_training.models", "BlendClassifier"),  # the default for a new table (03_models)
     "lightgbm": ("lightgbm", "LGBMClassifier"),  # the `lightgbm` extra
     "xgboost": ("xgboost", "XGBClassifier"),  # the `xgboost` extra
 }
-NATIVE_CATEGORICAL_MODELS = ("hist_gradient_boosting", "lightgbm")
+NATIVE_CATEGORICAL_MODELS = ("hist_gradient_boosting", "lightgbm", "blend")
 ModelType = Literal[tuple(MODEL_TYPES)]
 
 # %% ../nbs/01_specs.ipynb #146d49a7

@@ -189,19 +189,28 @@ def git_commit(path: str | Path = ".") -> str | None:
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError): return None
 
-# %% ../nbs/07_tracking.ipynb #eca11012
+# %% ../nbs/07_tracking.ipynb #4cfb3306
+@contextlib.contextmanager
+def _no_integer_hint():
+    "MLflow's schema inference without its integer-column hint: model inputs are cast to float, and a target has no missing labels."
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        yield
+
+# %% ../nbs/07_tracking.ipynb #9899fad9
 def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training") -> None:
     "Log `(X, y)` as an MLflow dataset input, with the fingerprint as tags and params."
     import mlflow
     frame = pd.concat([X, y.rename(y.name or "target")], axis=1)
     # MLflow has no dataset source type for SQL tables: the code location stands as its source and the
     # table's URL (password hidden) goes in a tag
-    ds = mlflow.data.from_pandas(frame, name=name, targets=str(y.name or "target"), digest=fingerprint["content_hash"][:36])
-    mlflow.log_input(ds, context=context)
+    with _no_integer_hint():
+        ds = mlflow.data.from_pandas(frame, name=name, targets=str(y.name or "target"), digest=fingerprint["content_hash"][:36])
+        mlflow.log_input(ds, context=context)
     mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
 
-# %% ../nbs/07_tracking.ipynb #147da743
+# %% ../nbs/07_tracking.ipynb #aaec8e4e
 REVIEWED_SKOPS_TYPES = frozenset({
     "numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -217,6 +226,8 @@ REVIEWED_SKOPS_TYPES = frozenset({
     "ml_workflow_training.specs.FeatureSpec", "ml_workflow_training.specs.FeatureGroup",
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.basic.Booster", "collections.OrderedDict",
     "ml_workflow_training.models.LabelEncodedXGBClassifier", "xgboost.core.Booster",
+    "ml_workflow_training.models.BlendClassifier", "sklearn.compose._column_transformer.make_column_selector",
+    "sklearn.utils._bunch.Bunch",
 })
 
 # %% ../nbs/07_tracking.ipynb #76f27634
@@ -248,17 +259,22 @@ def pip_requirements(model_type: str | None = None) -> list[str]:
     names = LIBRARIES + MODEL_LIBRARIES.get(model_type, ())
     return [f"{k}=={v}" for k, v in library_versions(names).items()]
 
-# %% ../nbs/07_tracking.ipynb #4f7f21aa
+# %% ../nbs/07_tracking.ipynb #30d25df9
 def log_model(model, X: pd.DataFrame, name: str = "model", n_example: int = 5, model_type: str | None = None):
-    "Log `model` with skops, its trusted types, signature and input example; return MLflow's ModelInfo."
+    "Log `model` with skops (trusting reviewed types only), signature and input example; return MLflow's ModelInfo."
     import mlflow
     from mlflow.models import infer_signature
     example = model_input_frame(X.head(n_example))
-    with warnings.catch_warnings():  # the hint concerns integer *inputs*; ours are cast to float, outputs are labels
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    with _no_integer_hint():
         signature = infer_signature(example, model.predict(example))
-        return mlflow.sklearn.log_model(model, name=name, signature=signature, input_example=example,
-                                        pip_requirements=pip_requirements(model_type), skops_trusted_types=skops_trusted_types(model))
+        try:  # MLflow dumps once and loads back trusting only the reviewed types: one serialization, not two
+            return mlflow.sklearn.log_model(model, name=name, signature=signature, input_example=example,
+                                            pip_requirements=pip_requirements(model_type),
+                                            skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
+        except mlflow.exceptions.MlflowException as e:
+            if "untrusted types" not in str(e): raise
+            skops_trusted_types(model)  # names the unreviewed types
+            raise
 
 # %% ../nbs/07_tracking.ipynb #935fd606
 MODEL_HASH_TAG = "model.sha256"

@@ -97,11 +97,32 @@ INJECTIONS = ["classification_data; DROP TABLE classification_data",
               "classification_data/*", "sqlite_master", "datasets_metadata WHERE 1=1"]
 
 
+def statement_log():
+    "Every statement the engine sends to a database while the context is open."
+    import contextlib
+    import sqlalchemy as sa
+
+    @contextlib.contextmanager
+    def log():
+        statements = []
+        def record(conn, cursor, statement, parameters, context, executemany): statements.append(statement)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+        try: yield statements
+        finally: sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    return log()
+
+
 @pytest.mark.parametrize("name", INJECTIONS)
 def test_injection_in_table_name_is_rejected(seed_db, name):
-    with pytest.raises(DataError, match="not a plain identifier|unknown table"):
+    "A name that is not an identifier never reaches SQL; one that is, but names no data table, reads only the catalogue."
+    import hashlib
+    before = hashlib.sha256(Path(seed_db).read_bytes()).hexdigest()
+    with statement_log() as statements, pytest.raises(DataError, match="not a plain identifier|unknown table") as e:
         load_data(name, db=seed_db)
-    assert load_data(db=seed_db)[0].shape == (1000, 20)  # table intact
+    if "not a plain identifier" in str(e.value): assert statements == []
+    else:  # only the catalogue's list of tables was read: the name itself was never sent as SQL
+        assert statements and all("FROM sqlite_master WHERE type='table'" in s or s.startswith("PRAGMA") for s in statements), statements
+    assert hashlib.sha256(Path(seed_db).read_bytes()).hexdigest() == before  # the file is byte for byte the same
 
 
 @pytest.mark.parametrize("column", ["feature_0 FROM classification_data; --", "1", "target, target",
