@@ -146,7 +146,7 @@ def run_notebook(parameters: dict | None = None, output: str | Path | None = Non
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters["output_notebook"] = str(output)
     try: pm.execute_notebook(str(template), str(output), parameters=parameters, progress_bar=progress, cwd=str(Path.cwd()),
-                             extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel warnings a user can do nothing about
+                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # the kernel's own log (e.g. a reply it cannot send once stopped) is plumbing: cell errors reach the notebook
     except pm.PapermillExecutionError as e:
         raise NotebookError(f"{template.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (executed notebook: {output})") from None
     result = read_result(output)

@@ -308,12 +308,12 @@ def check_model_dir(model_dir: str | Path, recorded_hash: str | None, model_uri:
     if model_file_hash(model_dir) != recorded_hash:
         raise TrackingError(f"{model_uri}: the model file differs from the one logged ({MODEL_HASH_TAG} mismatch): refused")
 
-# %% ../nbs/07_tracking.ipynb #55c882b0
+# %% ../nbs/07_tracking.ipynb #056242d1
 def load_model(model_uri: str, tracking_uri: str | None = None):
     "A logged model (`models:/name@alias`, `runs:/...`), loaded only after `check_model_dir` accepts it."
     import mlflow
     import yaml
-    uri = existing_store(tracking_uri) if tracking_uri else mlflow.get_tracking_uri()
+    uri = with_busy_timeout(existing_store(tracking_uri) if tracking_uri else mlflow.get_tracking_uri())  # many readers and writers at once
     with tempfile.TemporaryDirectory() as d, _no_progress_bar():
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=d, tracking_uri=uri))
@@ -389,12 +389,13 @@ def fail_dead_runs(tracking_uri: str, experiment_ids: list[str] | None = None) -
         dead.append(r.info.run_id)
     return dead
 
-# %% ../nbs/07_tracking.ipynb #f9198988
+# %% ../nbs/07_tracking.ipynb #2f8d9d35
 def record_failure(error: BaseException, step: str | None) -> None:
     "Tag the active run with why and where it failed (the surrounding `with` then marks it FAILED)."
     import mlflow
     try:
-        mlflow.set_tags({"error": f"{type(error).__name__}: {error}"[:5000], "failed_step": str(step), "registered": "false"})
+        reason = str(error) or ("interrupted: Ctrl-C, or the notebook runner stopping its kernel" if isinstance(error, KeyboardInterrupt) else "")
+        mlflow.set_tags({"error": f"{type(error).__name__}: {reason}"[:5000], "failed_step": str(step), "registered": "false"})
         mlflow.log_text("".join(traceback.format_exception(error)), "error.txt")
     except Exception: pass  # the store itself may be what failed; the original error matters more
 

@@ -1,5 +1,6 @@
 """Crash safety with real processes on real SQLite stores: many runs at once on a new store, SIGTERM and Ctrl-C
 mid-run, `kill -9` and the sweeper. Every entry point that trains: `mlwt-train`, `mlwt-notebook run`, plain papermill."""
+import os
 import signal
 import subprocess
 import time
@@ -108,3 +109,62 @@ def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert client.get_run(second).info.status == "FAILED"  # the next run on the store swept it
     assert [v.run_id for v in client.search_model_versions("name='gradient_boost_v1'")] == [ok.stdout.split("MLflow run")[1].split()[0]]
+
+
+def wait_for_running_run(workdir, proc, seconds=180):
+    "The run a notebook entry point opened, once it is RUNNING and tuning (a grid of 12 candidates) is under way."
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        running = [r for r in store(workdir)[1] if r.info.status == "RUNNING" and not r.data.tags.get("mlflow.parentRunId")]
+        if running:
+            time.sleep(4)
+            return running[0]
+        time.sleep(0.5)
+    raise AssertionError("no run opened in time")
+
+
+def process_gone(pid: int, seconds: float = 60) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try: os.kill(pid, 0)
+        except ProcessLookupError: return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_mlwt_notebook_ends_its_run_killed_with_one_line_and_no_kernel_left(workdir, sig, code):
+    write_spec(workdir, "long.yaml", long=True)
+    p = subprocess.Popen([str(BIN / "mlwt-notebook"), "run", "-p", "spec_file", "long.yaml", "-o", "data/runs/stopped.ipynb"],
+                         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = wait_for_running_run(workdir, p)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == code and err.strip().splitlines() == [f"error: interrupted by {sig.name}"], err[-3000:]
+    client, runs = store(workdir)
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["registered"] == "false" and run.data.tags["failed_step"] == "tune"
+    assert run.data.tags["error"].startswith("KeyboardInterrupt: interrupted"), run.data.tags["error"]
+    assert process_gone(int(run.data.tags["mlwt.pid"]))  # the kernel that trained did not outlive its runner
+    assert client.search_registered_models() == []
+
+
+def test_sigterm_to_plain_papermill_leaves_no_kernel_and_a_run_the_sweeper_fails(workdir):
+    "papermill is not ours: its kernel stops with it (ipykernel's parent poller), and the run left open is swept, never FINISHED."
+    write_spec(workdir, "long.yaml", long=True)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    p = subprocess.Popen([str(BIN / "papermill"), str(template_path()), "data/runs/pm.ipynb", "-p", "spec_file", "long.yaml",
+                          "-p", "tracking_uri", uri], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = wait_for_running_run(workdir, p)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGTERM
+    assert process_gone(int(run.data.tags["mlwt.pid"]))
+    client, _ = store(workdir)
+    assert client.get_run(run.info.run_id).info.status != "FINISHED"
+    swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", uri], cwd=workdir, capture_output=True, text=True)
+    assert swept.returncode == 0, swept.stderr
+    after = client.get_run(run.info.run_id)
+    assert after.info.status in ("FAILED", "KILLED") and after.data.tags["registered"] == "false"
+    assert client.search_registered_models() == []

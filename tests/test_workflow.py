@@ -6,6 +6,7 @@ import urllib.request
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import BIN, free_port, start_process, stop_process, wait_http
@@ -159,22 +160,41 @@ def test_remote_tracking_server(workdir, mlflow_server):
     np.testing.assert_allclose(checked.predict_proba(X), results["pipeline"].predict_proba(X))
 
 
-def test_registered_model_served_over_http(workdir):
-    results = run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
+def served_predictions(workdir, model_uri: str, sample) -> np.ndarray:
+    "Predictions of `model_uri` from a real `mlflow models serve` over HTTP."
     port = free_port()
-    proc = start_process([str(BIN / "mlflow"), "models", "serve", "-m", "models:/small_gb@staging", "--env-manager", "local",
+    proc = start_process([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
                           "--host", "127.0.0.1", "--port", str(port)], workdir / "serve.log",
                          env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PATH": f"{BIN}:/usr/bin:/bin"})
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=120)
-        X, _ = load_data()
-        sample = model_input_frame(X.head(50))
-        body = json.dumps({"dataframe_split": json.loads(sample.to_json(orient="split", index=False))}).encode()
+        body = json.dumps({"dataframe_split": json.loads(model_input_frame(sample).to_json(orient="split", index=False))}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r: served = json.loads(r.read())["predictions"]
-        np.testing.assert_array_equal(np.asarray(served), results["pipeline"].predict(X.head(50)))
+        with urllib.request.urlopen(req, timeout=60) as r: return np.asarray(json.loads(r.read())["predictions"])
     finally:
         stop_process(proc)
+
+
+def test_registered_model_served_over_http(workdir):
+    results = run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
+    X, _ = load_data()
+    np.testing.assert_array_equal(served_predictions(workdir, "models:/small_gb@staging", X.head(50)), results["pipeline"].predict(X.head(50)))
+
+
+def test_multiclass_blend_with_string_labels_served_over_http(workdir):
+    "A 3-class table with text labels and a categorical column, the default spec for a table, through a real server."
+    from ml_workflow_training import DataSpec, generate_database
+    from ml_workflow_training.builders import spec_for_table
+    generate_database("data/multi.db", n_classes=3, n_samples=500, n_informative=6, n_categorical=1, missing_rate=0.02)
+    X, y = load_data(db="data/multi.db")
+    labels = pd.Series(np.array(["ant", "bee", "cat"])[y.to_numpy()], name="target")
+    spec = spec_for_table(X, DataSpec(db="data/multi.db"))
+    results = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": "sqlite:///mlflow.db"})}),
+                           X=X, y=labels, verbose=False)
+    assert results.registered and set(results.pipeline.classes_) == {"ant", "bee", "cat"}
+    served = served_predictions(workdir, f"models:/{spec.model.name}@staging", X.head(60))
+    np.testing.assert_array_equal(served, results.pipeline.predict(X.head(60)))
+    assert set(served) <= {"ant", "bee", "cat"}
 
 
 @pytest.mark.parametrize("model_type, calibration", [
