@@ -316,19 +316,76 @@ class _ColumnBuffer:
             return pd.Categorical.from_codes(remap[self.values], categories=cats)
         return self.values
 
-# %% ../nbs/00_data.ipynb #418ad17a
+# %% ../nbs/00_data.ipynb #88eb4143
+def _read_chunks(conn, stmt, selected: list[str], types: dict[str, str], n: int, chunk_size: int) -> dict[str, Any]:
+    "The selected columns streamed through SQLAlchemy in chunks into preallocated arrays (any database)."
+    buffers = {c: _ColumnBuffer(types.get(c, "object"), n) for c in selected}
+    start = 0
+    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
+    for rows in result.partitions(chunk_size):
+        rows = rows[: n - start]
+        for c, raw in zip(selected, zip(*rows)): buffers[c].fill(start, raw)
+        start += len(rows)
+    if start < n:  # rows deleted while reading
+        for b in buffers.values(): b.values, b.mask = b.values[:start], (None if b.mask is None else b.mask[:start])
+    return {c: b.finish() for c, b in buffers.items()}
+
+# %% ../nbs/00_data.ipynb #f393a09c
+def _arrow_source(url: str) -> str | None:
+    "The connectorx connection string for an SQLite file or PostgreSQL URL; None for any other database."
+    u = sa.engine.make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite" and u.database and u.database != ":memory:": return f"sqlite://{Path(u.database).resolve()}"
+    if backend == "postgresql": return u.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+# %% ../nbs/00_data.ipynb #a6be05dc
+def _from_arrow(col, kind: str):
+    "One Arrow column as the loader's type for `kind` (the same arrays `_ColumnBuffer.finish` gives)."
+    import pyarrow as pa
+    if kind == "float": return col.to_numpy().astype(np.float64, copy=False)  # missing -> NaN; no copy when already float64
+    if kind in ("int", "bool"):
+        mask = col.is_null().to_numpy(zero_copy_only=False)
+        values = col.fill_null(False if pa.types.is_boolean(col.type) else 0).to_numpy().astype(np.int64 if kind == "int" else np.bool_)
+        if not mask.any(): return values
+        return (pd.arrays.IntegerArray if kind == "int" else pd.arrays.BooleanArray)(values, mask)
+    if kind == "category":  # Arrow's dictionary encoding: codes and the distinct values, never one Python string per row
+        encoded = col.combine_chunks().dictionary_encode()
+        distinct = encoded.dictionary.to_pylist()
+        order = sorted(range(len(distinct)), key=lambda i: str(distinct[i]))
+        remap = np.full(len(distinct) + 1, -1, dtype=np.int32)  # the last slot maps a missing value's -1 to -1
+        remap[order] = np.arange(len(order), dtype=np.int32)
+        codes = remap[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+        return pd.Categorical.from_codes(codes, categories=[distinct[i] for i in order])
+    values = col.to_pandas()
+    if kind == "datetime": return pd.to_datetime(values).to_numpy().astype("datetime64[ns]")
+    return values.to_numpy(dtype=object)
+
+# %% ../nbs/00_data.ipynb #c0687661
+def _read_arrow(source: str, stmt, dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
+    "The selected columns read by connectorx as Arrow, in the loader's types."
+    import connectorx as cx
+    query = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    table = cx.read_sql(source, query, return_type="arrow")
+    return {c: _from_arrow(table.column(i), types.get(c, "object")) for i, c in enumerate(selected)}
+
+# %% ../nbs/00_data.ipynb #ad85ed79
 def load_data(name: str = DEFAULT_TABLE,  # table to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
               columns: Sequence[str] | None = None,  # feature columns; default: all features
               limit: int | None = None,  # read at most this many rows
-              chunk_size: int = 50_000,  # rows fetched at a time
+              chunk_size: int = 50_000,  # rows fetched at a time (SQLAlchemy reader)
+              reader: str = "auto",  # 'arrow' (connectorx: SQLite, PostgreSQL), 'sqlalchemy' (any database), 'auto': arrow where it can
              ) -> tuple[pd.DataFrame, pd.Series]:
     "Load table `name` from `db` as features `X` and labels `y`, keeping column types."
     check_identifier(name, "table")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be a positive integer or None, got {limit!r}")
+    if reader not in ("auto", "arrow", "sqlalchemy"): raise DataError(f"reader must be 'auto', 'arrow' or 'sqlalchemy', got {reader!r}")
     url = database_url(db)
+    source = _arrow_source(url) if reader != "sqlalchemy" else None
+    if reader == "arrow" and source is None: raise DataError(f"reader 'arrow' reads SQLite files and PostgreSQL, not {safe_url(url)}")
     with database_errors(db, "read") as engine, engine.connect() as conn:
         tables = sa.inspect(conn).get_table_names()
         if name not in tables:
@@ -344,18 +401,11 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         n = min(n, limit) if limit else n
         if n == 0: raise DataError(f"table {name!r} is empty: there is nothing to train on")
         selected = features + [target]
-        buffers = {c: _ColumnBuffer(types.get(c, "object"), n) for c in selected}
         stmt = sa.select(*[table.c[c] for c in selected]).limit(n)
-        start = 0
-        result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
-        for rows in result.partitions(chunk_size):
-            rows = rows[: n - start]
-            for c, raw in zip(selected, zip(*rows)): buffers[c].fill(start, raw)
-            start += len(rows)
-    if start < n:  # rows deleted while reading
-        for b in buffers.values(): b.values, b.mask = b.values[:start], (None if b.mask is None else b.mask[:start])
-    X = pd.DataFrame({c: buffers.pop(c).finish() for c in features}, copy=False)
-    y = pd.Series(buffers.pop(target).finish(), name=target)
+        if source is not None: data = _read_arrow(source, stmt, engine.dialect, selected, types)
+        else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
+    X = pd.DataFrame({c: data.pop(c) for c in features}, copy=False)
+    y = pd.Series(data.pop(target), name=target)
     return X, y
 
 # %% ../nbs/00_data.ipynb #21a6f4be

@@ -295,7 +295,7 @@ class Distribution(Spec):
         if self.dist == "loguniform" and self.low <= 0: raise ValueError(f"loguniform needs low > 0, got {self.low}")
         return self
 
-# %% ../nbs/01_specs.ipynb #d243d6dd
+# %% ../nbs/01_specs.ipynb #25ec222a
 ParamValues = Annotated[list[Any], Field(min_length=1)]
 
 
@@ -309,8 +309,8 @@ class TuningSpec(Spec):
     "folds of the cross-validation that scores each candidate"
     scoring: MetricName = "accuracy"
     "metric the search maximises"
-    n_jobs: int = 1
-    "parallel candidate fits (-1: all cores); inner thread pools are capped meanwhile"
+    n_jobs: int = -1
+    "parallel candidate fits (-1: all cores, 1: serial); each worker keeps one OpenMP/BLAS thread"
     n_iter: int = Field(10, ge=1)
     "random strategies: candidates sampled"
     factor: float = Field(3.0, gt=1)
@@ -358,7 +358,7 @@ class CalibrationSpec(Spec):
             raise ValueError("set exactly one of cv_folds and holdout_fraction")
         return self
 
-# %% ../nbs/01_specs.ipynb #ef2ffa90
+# %% ../nbs/01_specs.ipynb #384251cc
 class ValidationSpec(Spec):
     "How the model is evaluated."
     strategy: Literal["cross_validation", "holdout", "both"] = "cross_validation"
@@ -383,6 +383,8 @@ class ValidationSpec(Spec):
     "the metric that sums up a run (reported as cv_score)"
     evaluation_sample: int | None = Field(10_000, ge=100)
     "feature importance and figures use at most this many rows (stratified, seeded); metrics always use every row"
+    n_jobs: int = -1
+    "folds of cross-validation and of calibration fitted in parallel (-1: all cores, 1: serial); one OpenMP/BLAS thread per worker"
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -390,6 +392,7 @@ class ValidationSpec(Spec):
             raise ValueError(f"primary_metric {self.primary_metric!r} must be one of metrics {list(self.metrics)}")
         if self.split == "group" and not self.group_column: raise ValueError("split 'group' needs a group_column")
         if self.split != "group" and self.group_column: raise ValueError(f"group_column is only used with split 'group', not {self.split!r}")
+        if self.n_jobs == 0: raise ValueError("n_jobs must not be 0 (use 1 for sequential, -1 for all cores)")
         if self.split == "time_series" and self.shuffle:
             raise ValueError("split 'time_series' keeps time order: set shuffle to false")
         return self

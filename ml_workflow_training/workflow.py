@@ -95,14 +95,14 @@ def _cv_estimator(spec: TrainingSpec, pipeline) -> tuple[Any, str]:
     if cal and cal.cv_folds: return calibrated_cv(pipeline, cal, spec.validation.random_state, spec.validation), "calibrated model"
     return clone(pipeline), "uncalibrated pipeline" if cal else "pipeline"
 
-# %% ../nbs/08_workflow.ipynb #0d416b48
+# %% ../nbs/08_workflow.ipynb #44606ce1
 def _tune(spec: TrainingSpec, pipeline, X, y, groups, step) -> dict | None:
     "Search the spec's grid and set the best parameters on `pipeline`; return the search summary."
     if not spec.tuning: return None
     with step("tune") as note:
         v = spec.validation
         tuning_cv = make_cv(v, folds=spec.tuning.cv_folds) if v.split != "kfold" else None
-        search = make_search(spec.tuning, verbose=2 if step.verbose else 0).fit(pipeline, X, y, groups=groups, cv=tuning_cv)
+        search = make_search(spec.tuning).fit(pipeline, X, y, groups=groups, cv=tuning_cv)
         pipeline.set_params(**search.get_best_params())
         summary = search.summary()
         note["text"] = f"{summary['n_candidates']} candidates, best {spec.tuning.scoring} {summary['best_score']:.4f} with {summary['best_params']}"
@@ -118,7 +118,7 @@ def _calibrate(spec: TrainingSpec, pipeline, X, y, step) -> tuple[Any, dict | No
         if "brier_after" in s: note["text"] = f"{s['method']}: Brier {s['brier_before']:.4f} -> {s['brier_after']:.4f}, log loss {s['log_loss_before']:.4f} -> {s['log_loss_after']:.4f}"
     return cal.get_calibrated_model(), s
 
-# %% ../nbs/08_workflow.ipynb #58ce5db7
+# %% ../nbs/08_workflow.ipynb #23411bca
 def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step) -> None:
     "Test metrics, feature importance and figures, on the test set or else from out-of-fold predictions."
     model = r.pipeline
@@ -133,7 +133,7 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
             p = r.cv["predictions"]
             figure_data, note["text"] = (p["y"], p["proba"], p["classes"]), "figures from out-of-fold predictions"
         n, seed = spec.validation.evaluation_sample, spec.validation.random_state or 0
-        budget = max(10.0, r.cv["seconds"] if r.cv else step.durations.get("refit", 0.0))  # importance costs at most about the CV
+        budget = max(2.0, 0.1 * (r.cv["seconds"] if r.cv else step.durations.get("refit", 0.0)))  # a tenth of the training it explains
         r.feature_importance = feature_importance(model, X_test if X_test is not None else X, y_test if X_test is not None else y,
                                                   random_state=seed, max_rows=n, time_budget_s=budget)
         fig_proba, fig_y = evaluation_sample(figure_data[1], figure_data[0], n, seed)  # the probabilities' rows, with their labels

@@ -199,6 +199,19 @@ def test_generate_cli(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+def test_arrow_reader_gets_the_dialects_quoted_statement(tmp_path, monkeypatch):
+    "What connectorx is sent: the SQLAlchemy select compiled by SQLite's dialect, reserved words quoted, the checked limit."
+    import connectorx
+    db = tmp_path / "reserved.db"
+    generate_database(db, table="order", target="select", n_samples=50, n_features=3, n_informative=2, n_redundant=0)
+    sent, read_sql = [], connectorx.read_sql
+    monkeypatch.setattr(connectorx, "read_sql", lambda source, query, **kw: sent.append(query) or read_sql(source, query, **kw))
+    X, y = load_data("order", db=db, target="select", columns=["feature_0", "feature_2"], limit=7, reader="arrow")
+    assert X.shape == (7, 2) and y.name == "select"
+    (query,) = sent
+    assert " ".join(query.split()) == 'SELECT "order".feature_0, "order".feature_2, "order"."select" FROM "order" LIMIT 7 OFFSET 0', query
+
+
 def test_identifiers_reach_sql_quoted_and_values_as_bound_parameters(tmp_path):
     "Through the engine's own statement log: a reserved-word table and columns are quoted, the row limit is a bound parameter."
     import sqlalchemy as sa
@@ -207,7 +220,7 @@ def test_identifiers_reach_sql_quoted_and_values_as_bound_parameters(tmp_path):
     statements = []
     def record(conn, cursor, statement, parameters, context, executemany): statements.append((statement, parameters))
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    try: X, y = load_data("order", db=db, target="select", columns=["feature_0", "feature_2"], limit=7)
+    try: X, y = load_data("order", db=db, target="select", columns=["feature_0", "feature_2"], limit=7, reader="sqlalchemy")
     finally: sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
     assert X.shape == (7, 2) and y.name == "select"
     reads = [(st, p) for st, p in statements if st.lstrip().upper().startswith("SELECT") and "sqlite_master" not in st

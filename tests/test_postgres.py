@@ -49,6 +49,10 @@ def test_generate_and_load_with_a_postgres_url(postgres_url, tmp_path):
     assert dataset_fingerprint(X, y) == dataset_fingerprint(X2, y2)  # the same data whichever database holds it
     assert isinstance(X["category_0"].dtype, pd.CategoricalDtype) and X["entity_id"].dtype == "int64"
     assert load_data(db=postgres_url, limit=10)[0].shape == (10, 22)
+    for reader in ("arrow", "sqlalchemy"):  # connectorx and the SQLAlchemy stream read PostgreSQL alike
+        Xr, yr = load_data(db=postgres_url, columns=cols, reader=reader)
+        pd.testing.assert_frame_equal(Xr, X2)
+        pd.testing.assert_series_equal(yr, y2)
 
 
 def test_postgres_bad_input(postgres_url):

@@ -344,3 +344,20 @@ def test_evaluation_sample_bounds_importance_and_figures_and_is_logged(workdir):
     assert set(r.feature_importance["feature"].head(2)) == {"c0", "c1"}  # the sample still finds the signal
     assert mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_run(r.mlflow_run_id).data.params["validation.evaluation_sample"] == "150"
     assert len(r.cv["predictions"]["y"]) == 400  # metrics use every row; only importance and figures are sampled
+
+
+def test_parallel_by_default_and_serial_give_identical_results(workdir):
+    "Tuning, calibration and CV on every core (the default) and serially: the same best parameters, metrics and probabilities."
+    from ml_workflow_training import GridSearchSpecBuilder
+    spec = small_spec("sqlite:///mlflow.db").model_copy(update={
+        "tuning": GridSearchSpecBuilder().set_param_grid({"classifier__max_depth": [2, 3], "classifier__learning_rate": [0.05, 0.1]}).set_cv_folds(3).build(),
+        "mlflow": MLflowSpecBuilder().build()})
+    assert spec.tuning.n_jobs == spec.validation.n_jobs == -1  # parallel unless the spec says otherwise
+    serial_spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"n_jobs": 1}),
+                                          "validation": spec.validation.model_copy(update={"n_jobs": 1})})
+    X, y = load_data()
+    parallel, serial = run_training(spec, X=X, y=y, verbose=False), run_training(serial_spec, X=X, y=y, verbose=False)
+    assert parallel.tuning_summary["best_params"] == serial.tuning_summary["best_params"]
+    assert {k: v["folds"] for k, v in parallel.cv_metrics.items() if k != "fit_time"} == \
+           {k: v["folds"] for k, v in serial.cv_metrics.items() if k != "fit_time"}
+    np.testing.assert_array_equal(parallel.pipeline.predict_proba(X), serial.pipeline.predict_proba(X))
