@@ -115,7 +115,7 @@ def wait_for_running_run(workdir, proc, seconds=180):
     "The run a notebook entry point opened, once it is RUNNING and tuning (a grid of 12 candidates) is under way."
     deadline = time.time() + seconds
     while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert proc.poll() is None, (proc.communicate()[1] or "")[-2000:]
         running = [r for r in store(workdir)[1] if r.info.status == "RUNNING" and not r.data.tags.get("mlflow.parentRunId")]
         if running:
             time.sleep(4)
@@ -154,12 +154,12 @@ def test_sigterm_to_plain_papermill_leaves_no_kernel_and_a_run_the_sweeper_fails
     "papermill is not ours: its kernel stops with it (ipykernel's parent poller), and the run left open is swept, never FINISHED."
     write_spec(workdir, "long.yaml", long=True)
     uri = f"sqlite:///{workdir}/mlflow.db"
-    p = subprocess.Popen([str(BIN / "papermill"), str(template_path()), "data/runs/pm.ipynb", "-p", "spec_file", "long.yaml",
-                          "-p", "tracking_uri", uri], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run = wait_for_running_run(workdir, p)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGTERM
+    with open(workdir / "papermill.log", "w") as log:  # not pipes: the kernel's parallel workers may hold them open while they stop
+        p = subprocess.Popen([str(BIN / "papermill"), str(template_path()), "data/runs/pm.ipynb", "-p", "spec_file", "long.yaml",
+                              "-p", "tracking_uri", uri], cwd=workdir, stdout=log, stderr=log)
+        run = wait_for_running_run(workdir, p)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == -signal.SIGTERM
     assert process_gone(int(run.data.tags["mlwt.pid"]))
     client, _ = store(workdir)
     assert client.get_run(run.info.run_id).info.status != "FINISHED"

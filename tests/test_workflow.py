@@ -333,7 +333,7 @@ def test_evaluation_sample_bounds_importance_and_figures_and_is_logged(workdir):
     from ml_workflow_training import ModelSpec, MLflowSpec, ValidationSpec
     rng = np.random.default_rng(0)
     import pandas as pd
-    X = pd.DataFrame(rng.normal(size=(400, 300)), columns=[f"c{i}" for i in range(300)])
+    X = pd.DataFrame(rng.normal(size=(400, 120)), columns=[f"c{i}" for i in range(120)])
     y = pd.Series((X["c0"] + X["c1"] > 0).astype(int))
     spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(list(X.columns)).build(),
                         model=ModelSpec(name="wide", model_type="hist_gradient_boosting", hyperparameters={"max_iter": 10}),
