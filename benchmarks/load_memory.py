@@ -14,38 +14,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import finish, report
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * 4096
+from harness import PeakMemory, finish, report
 
 
 def _read(reader: str, db: str, out) -> None:
-    import threading
     import pandas as pd
     import sqlalchemy as sa
     from ml_workflow_training.data import load_data
     import connectorx  # noqa: F401  (imports are not the read)
-    before, peak, done = _rss(), [0], threading.Event()
-
-    def sample():  # the resident size every 2 ms: the process-wide peak would include the imports
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    t0 = time.perf_counter()
-    if reader == "pandas.read_sql":
-        df = pd.read_sql_table("classification_data", sa.create_engine(f"sqlite:///{db}"))
-        X, y = df.drop(columns="target"), df["target"]
-    else: X, y = load_data(db=db, reader=reader)
-    seconds = time.perf_counter() - t0
-    done.set()
-    watcher.join()
-    peak = max(peak[0], _rss()) - before
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        if reader == "pandas.read_sql":
+            df = pd.read_sql_table("classification_data", sa.create_engine(f"sqlite:///{db}"))
+            X, y = df.drop(columns="target"), df["target"]
+        else: X, y = load_data(db=db, reader=reader)
+        seconds = time.perf_counter() - t0
     own = X.memory_usage(deep=True).sum() + y.memory_usage(deep=True)
-    out.put((len(X), own, peak, seconds))
+    out.put((len(X), own, mem.peak, seconds))
 
 
 def measure(reader: str, db: Path) -> tuple[float, float]:

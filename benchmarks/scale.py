@@ -13,7 +13,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -21,32 +20,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import finish, report
+from harness import PeakMemory, finish, report
 from ml_workflow_training import DataSpec, FeatureSpecBuilder, MLflowSpecBuilder, ModelSpec, TrainingSpec, ValidationSpec
 from ml_workflow_training import generate_database, load_data, run_training
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * 4096
-
-
-class PeakMemory:
-    "The peak resident size while the block runs, sampled every 5 ms, minus the size at its start."
-    def __enter__(self):
-        self.before, self.peak, self.done = rss(), 0, threading.Event()
-        self.thread = threading.Thread(target=self._sample)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.done.is_set():
-            self.peak = max(self.peak, rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-        self.peak = max(self.peak, rss()) - self.before
 
 
 def main(rows: int, db: str | None):
