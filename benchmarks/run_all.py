@@ -16,7 +16,8 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 FEAST_PYTHON = ROOT / ".venv-feast" / "bin" / "python"
 SCRIPTS = {"workflow_overhead": sys.executable, "pipeline_overhead": sys.executable, "load_memory": sys.executable,
-           "quality": sys.executable, "scale": sys.executable, "feature_store": str(FEAST_PYTHON)}
+           "quality": sys.executable, "scale": sys.executable, "distributed_overhead": sys.executable,
+           "feature_store": str(FEAST_PYTHON)}
 
 
 def main(names: list[str]) -> int:

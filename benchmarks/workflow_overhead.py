@@ -41,14 +41,15 @@ GRID = {"classifier__n_estimators": [50, 100, 200], "classifier__learning_rate":
 SCORES: dict[str, float] = {}
 
 
-def ours(X, y, uri, n_jobs: int = -1, key: str = "ours"):
-    "The seed's workflow; n_jobs=1 makes tuning, calibration and CV serial (the default is every core)."
+def ours(X, y, uri, n_jobs: int = -1, key: str = "ours", compute=None):
+    "The seed's workflow; n_jobs=1 makes tuning, calibration and CV serial (the default is every core, on `compute`'s engine)."
     r = run_ml_workflow(FeatureSpecBuilder().add_numeric_group(FEATURES).build(), ModelSpecBuilder().add_classifier("ours").build()[0],
                         X=X, y=y, tuning_spec=GridSearchSpecBuilder().set_param_grid(GRID).set_cv_folds(5).set_n_jobs(n_jobs).build(),
                         calibration_spec=CalibrationSpecBuilder().set_method("sigmoid").set_cv_strategy(5).build(),
                         validation_spec=ValidationSpec(n_jobs=n_jobs),
                         mlflow_spec=MLflowSpecBuilder().enable().set_tracking_uri(uri).set_experiment("bench")
-                        .enable_model_registry(stage="Staging").build(), verbose=os.environ.get("BENCH_VERBOSE") == "1")
+                        .enable_model_registry(stage="Staging").build(), verbose=os.environ.get("BENCH_VERBOSE") == "1",
+                        compute_spec=compute)
     assert r.registered, r.registration
     SCORES[key] = r.cv_score
 

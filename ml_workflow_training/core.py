@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
-           'WorkflowError', 'NotebookError', 'FeatureStoreError', 'Interrupted', 'stop_on_sigterm', 'check_identifier',
-           'suggest', 'fold_problem', 'package_version', 'command_parser', 'add_option', 'run_command']
+           'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
+           'check_identifier', 'suggest', 'fold_problem', 'package_version', 'command_parser', 'add_option',
+           'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -62,6 +63,10 @@ class NotebookError(MLWorkflowError, RuntimeError):
 # %% ../nbs/00_core.ipynb #3e0edc12
 class FeatureStoreError(MLWorkflowError, ValueError):
     "The feature store cannot serve the request; the message says why and what to do."
+
+# %% ../nbs/00_core.ipynb #c03fa954
+class EngineError(MLWorkflowError, RuntimeError):
+    "The compute engine the spec names cannot be used (not installed, unreachable, no workers); the message names it."
 
 # %% ../nbs/00_core.ipynb #8e28b855
 class Interrupted(BaseException):

@@ -28,7 +28,7 @@ __all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters',
            'template_path', 'has_parameters_cell', 'copy_template', 'read_result', 'run_notebook', 'expand_grid',
            'sweep']
 
-# %% ../nbs/10_notebook.ipynb #31678318
+# %% ../nbs/10_notebook.ipynb #0301ef0d
 PARAMETERS: dict[str, str] = {
     "spec_file": "a TrainingSpec YAML/JSON file (None: the seed's production workflow)",
     "model_type": "override the model type, e.g. 'hist_gradient_boosting'",
@@ -38,6 +38,7 @@ PARAMETERS: dict[str, str] = {
     "db": "database path or URL", "table": "table to train on", "target": "label column", "limit": "row limit",
     "experiment": "MLflow experiment", "tracking_uri": "MLflow tracking URI", "run_name": "MLflow run name",
     "register": "False skips registration", "tags": "extra MLflow tags (a dict)",
+    "dask_address": "run the fits on the Dask cluster whose scheduler is at this address (tcp://host:port)",
     "parent_run_id": "MLflow parent run (set by sweeps)", "output_notebook": "where papermill writes this notebook; it is logged to the run",
 }
 
@@ -68,7 +69,7 @@ def typed_parameters(params: dict) -> dict:
 # %% ../nbs/10_notebook.ipynb #f9a53e05
 _ALIASES = {("hist_gradient_boosting", "n_estimators"): "max_iter"}  # the same knob under the estimator's own name
 
-# %% ../nbs/10_notebook.ipynb #aa427ba5
+# %% ../nbs/10_notebook.ipynb #1b78e7d0
 def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec:
     "The spec in `spec_file` (or the default) with the notebook's overrides; `None` values leave a field alone."
     check_parameters(["spec_file", *params])
@@ -87,6 +88,7 @@ def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec
     ml = data["mlflow"]
     ml.update({k2: p[k1] for k1, k2 in [("experiment", "experiment_name"), ("tracking_uri", "tracking_uri"), ("run_name", "run_name")] if k1 in p})
     ml["tags"].update({str(k): str(v) for k, v in (p.get("tags") or {}).items()})
+    if "dask_address" in p: data["compute"] = {**data.get("compute", {}), "backend": "dask", "address": p["dask_address"]}
     if p.get("register") is False: ml["registry"]["enabled"] = False
     if data.get("tuning"):  # a grid over a parameter that is now fixed would search it anyway
         for name in ("n_estimators", "learning_rate", "max_depth"):

@@ -22,8 +22,8 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identif
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
            'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class',
            'parameter_problem', 'estimator_params', 'ModelSpec', 'Distribution', 'TuningSpec', 'CalibrationSpec',
-           'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'TrainingSpec',
-           'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
+           'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec',
+           'TrainingSpec', 'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -295,7 +295,7 @@ class Distribution(Spec):
         if self.dist == "loguniform" and self.low <= 0: raise ValueError(f"loguniform needs low > 0, got {self.low}")
         return self
 
-# %% ../nbs/01_specs.ipynb #25ec222a
+# %% ../nbs/01_specs.ipynb #b1d80fee
 ParamValues = Annotated[list[Any], Field(min_length=1)]
 
 
@@ -318,7 +318,7 @@ class TuningSpec(Spec):
     random_state: int | None = 42
     "seed for sampling candidates and shuffling folds"
     backend: Literal["loky"] = "loky"
-    "joblib backend that runs candidates in parallel (worker processes, each capped to one inner thread)"
+    "kept for the seed's builders: where parallel fits run is TrainingSpec.compute (loky or a Dask cluster)"
     max_child_runs: int = Field(50, ge=0)
     "at most this many candidates are logged as nested MLflow runs"
 
@@ -515,7 +515,34 @@ class DataSpec(Spec):
         for c in v or (): _identifier(c, "column")
         return v
 
-# %% ../nbs/01_specs.ipynb #cdfde272
+# %% ../nbs/01_specs.ipynb #9ca215ce
+_ENGINE_ADDRESS = re.compile(r"^(tcp|tls|ws|wss)://[^\s/:]+:\d{1,5}$")
+
+
+class ComputeSpec(Spec):
+    "Where tuning, calibration and cross-validation run their fits."
+    backend: Literal["loky", "dask"] = "loky"
+    "loky: worker processes on this machine; dask: the workers of a running Dask cluster (the `distributed` extra)"
+    address: str | None = None
+    "dask: the scheduler's address, e.g. tcp://10.0.0.5:8786"
+    worker_threads: int = Field(1, ge=1)
+    "OpenMP/BLAS threads each worker's fit may use (1 avoids oversubscribing cores that other fits share)"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    "dask: how long to try reaching the scheduler, and to wait for a first worker, before failing"
+
+    @model_validator(mode="after")
+    def _address_fits_backend(self):
+        if self.backend == "dask":
+            if self.address is None:
+                raise ValueError("backend 'dask' needs address: the scheduler's address, e.g. 'tcp://10.0.0.5:8786'")
+            if not _ENGINE_ADDRESS.match(self.address):
+                raise ValueError(f"address {self.address!r} is not a Dask scheduler address: use scheme://host:port "
+                                 "with scheme tcp, tls, ws or wss (e.g. 'tcp://10.0.0.5:8786')")
+        elif self.address is not None:
+            raise ValueError(f"address {self.address!r} is for backend 'dask'; backend {self.backend!r} runs on this machine")
+        return self
+
+# %% ../nbs/01_specs.ipynb #fd05a70b
 class TrainingSpec(Spec):
     "Everything one training run needs; its `spec_hash` identifies the run."
     data: DataSpec = Field(default_factory=DataSpec)
@@ -536,6 +563,8 @@ class TrainingSpec(Spec):
     "read training data from a Feast repository instead of data.table"
     task: Literal["auto", "binary", "multiclass"] = "auto"
     "the kind of target ('auto': decided from the data)"
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    "where parallel fits run (not part of the spec hash: it does not change the results)"
 
     @model_validator(mode="after")
     def _parts_agree(self):
@@ -544,8 +573,9 @@ class TrainingSpec(Spec):
         return self
 
     def spec_hash(self) -> str:
-        "A stable content hash: the same spec gives the same hash in any process and any key order."
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        "A stable content hash of what the run computes: the same in any process, key order and compute engine."
+        content = {k: v for k, v in self.to_dict().items() if k != "compute"}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def check_against_data(self, n_rows: int, class_counts: dict) -> list[str]:

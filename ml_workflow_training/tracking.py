@@ -104,7 +104,18 @@ def store_lock(uri: str, timeout: float = 600):
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(f"{path}.lock", timeout=timeout)
 
-# %% ../nbs/07_tracking.ipynb #e7f0fb1f
+# %% ../nbs/07_tracking.ipynb #da67144b
+def _experiment_id(client, name: str) -> str:
+    "The id of experiment `name`, created if missing; when another process creates it first (a server has no lock of ours), theirs."
+    from mlflow.exceptions import MlflowException
+    exp = client.get_experiment_by_name(name)
+    if exp is not None: return exp.experiment_id
+    try: return client.create_experiment(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
+        return client.get_experiment_by_name(name).experiment_id
+
+# %% ../nbs/07_tracking.ipynb #741c6fa9
 def open_experiment(spec: MLflowSpec) -> str:
     "Point MLflow at `spec.tracking_uri` (creating an SQLite store's schema once) and return the experiment id."
     import mlflow
@@ -117,8 +128,7 @@ def open_experiment(spec: MLflowSpec) -> str:
     try:
         with store_lock(uri):  # one process at a time creates or migrates the schema, and creates the experiment
             client = mlflow.MlflowClient(with_busy_timeout(uri))
-            exp = client.get_experiment_by_name(spec.experiment_name)
-            return exp.experiment_id if exp is not None else client.create_experiment(spec.experiment_name)
+            return _experiment_id(client, spec.experiment_name)
     except MlflowException as e:
         raise TrackingError(f"MLflow store {uri} cannot be used: {e.message}") from None
     except Exception as e:  # not a database, a folder that cannot be written...: the driver's words, in one line
@@ -197,16 +207,22 @@ def _no_integer_hint():
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         yield
 
-# %% ../nbs/07_tracking.ipynb #9899fad9
+# %% ../nbs/07_tracking.ipynb #0f030e47
 def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training") -> None:
-    "Log `(X, y)` as an MLflow dataset input, with the fingerprint as tags and params."
+    "Log `(X, y)` as an MLflow dataset input (schema from its first rows, counts and digest from the whole), with the fingerprint as tags."
     import mlflow
-    frame = pd.concat([X, y.rename(y.name or "target")], axis=1)
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+    target = str(y.name or "target")
+    # the schema needs the columns, not every row: a copy of a million-row frame cost 0.5 s and a frame's memory
+    head = pd.concat([X.head(1000), y.head(1000).rename(target)], axis=1)
+    with _no_integer_hint():
+        d = mlflow.data.from_pandas(head, name=name, targets=target, digest=fingerprint["content_hash"][:36]).to_dict()
+    d["profile"] = json.dumps({"num_rows": len(X), "num_elements": int(X.size + len(y))})  # the whole dataset's, as MLflow counts them
     # MLflow has no dataset source type for SQL tables: the code location stands as its source and the
     # table's URL (password hidden) goes in a tag
-    with _no_integer_hint():
-        ds = mlflow.data.from_pandas(frame, name=name, targets=str(y.name or "target"), digest=fingerprint["content_hash"][:36])
-        mlflow.log_input(ds, context=context)
+    entry = DatasetInput(Dataset(**d), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+    mlflow.MlflowClient().log_inputs(mlflow.active_run().info.run_id, datasets=[entry])
     mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
 

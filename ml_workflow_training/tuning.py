@@ -29,7 +29,7 @@ def to_scipy(value: list | Distribution):
     if value.dist == "loguniform": return stats.loguniform(value.low, value.high)
     return stats.randint(int(value.low), int(value.high))
 
-# %% ../nbs/05_tuning.ipynb #1e881744
+# %% ../nbs/05_tuning.ipynb #2dd327f6
 class _Search:
     "Shared behaviour of the searches: build from the spec, fit with capped threads, report."
     def __init__(self, tuning_spec: TuningSpec, verbose: int = 0):
@@ -45,7 +45,7 @@ class _Search:
         check_training_folds(cv, X, y, groups)
         self.search_ = self._make(pipeline, cv, MetricsScorer([spec.scoring], sign_losses=True))
         t0 = time.perf_counter()
-        with parallel_fits(spec.n_jobs, spec.backend): self.search_.fit(X, y, groups=groups)
+        with parallel_fits(spec.n_jobs): self.search_.fit(X, y, groups=groups)
         self.seconds_ = time.perf_counter() - t0
         return self
 

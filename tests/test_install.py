@@ -85,3 +85,15 @@ def test_plain_install_commands_answer_version_and_errors(fresh, tmp_path):
         assert r.returncode == 0 and r.stdout.startswith(command), (command, r.stdout, r.stderr)
     bad = run_plain(fresh, ["mlwt-train", "--spec", "nope.yaml"], tmp_path, tmp_path)
     assert (bad.returncode, bad.stderr) == (2, "error: invalid TrainingSpec: spec file not found: nope.yaml\n")
+
+
+def test_plain_install_without_the_distributed_extra_says_what_to_install(fresh, tmp_path):
+    assert run_plain(fresh, ["mlwt-generate-database", "--n-samples", "200"], tmp_path, tmp_path).returncode == 0
+    assert run_plain(fresh, ["mlwt-train", "--write-default", "spec.yaml"], tmp_path, tmp_path).returncode == 0
+    edit = subprocess.run([str(fresh / "python"), "-c", (
+        "import yaml; d = yaml.safe_load(open('spec.yaml')); d['compute'] = {'backend': 'dask', 'address': 'tcp://127.0.0.1:8786'};"
+        "yaml.safe_dump(d, open('spec.yaml', 'w'))")], cwd=tmp_path)
+    assert edit.returncode == 0
+    r = run_plain(fresh, ["mlwt-train", "--spec", "spec.yaml"], tmp_path, tmp_path)
+    assert r.returncode == 1 and r.stderr == ("error: compute.backend 'dask' needs the distributed extra: "
+                                              "pip install 'ml-workflow-training[distributed]'\n"), r.stderr

@@ -1,40 +1,9 @@
 """The data layer against a real PostgreSQL server, started by the test on 127.0.0.1 (no code change from SQLite)."""
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from conftest import free_port
 from ml_workflow_training import DataError, dataset_fingerprint, generate_database, load_data
-
-PG_BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
-
-
-def _as_postgres(*args):
-    "Run a server binary as the postgres user (initdb refuses root)."
-    runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run(runner + list(args), capture_output=True, text=True, check=True)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    if PG_BIN is None:  # a developer may lack the server; CI installs it, so there a missing server is a failure
-        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("PostgreSQL server binaries not installed (Debian package 'postgresql')")
-    if os.environ.get("CI") == "true": import psycopg  # noqa: F401  (CI installs the dev extra: no driver is a failure)
-    else: pytest.importorskip("psycopg", reason="no PostgreSQL driver: pip install 'psycopg[binary]'")
-    data = Path(tempfile.mkdtemp(prefix="pg-"))
-    if os.geteuid() == 0: shutil.chown(data, "postgres", "postgres")
-    port = free_port()
-    _as_postgres(f"{PG_BIN}/initdb", "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
-    _as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-                 f"-p {port} -h 127.0.0.1 -k {data}", "start")
-    try: yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally: _as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(data / "db"), "-m", "fast", "stop")
 
 
 def test_generate_and_load_with_a_postgres_url(postgres_url, tmp_path):
