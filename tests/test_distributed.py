@@ -74,16 +74,26 @@ def test_seed_grid_on_the_cluster_equals_loky(workdir, cluster):
         assert c.run(eval, "'sklearn.ensemble' in __import__('sys').modules") == {w: True for w in c.ncores()}  # they did fit
 
 
-def test_the_training_notebook_runs_its_fits_on_the_cluster(workdir, cluster):
-    r = subprocess.run([str(BIN / "mlwt-notebook"), "run", "-p", "dask_address", cluster, "-p", "n_estimators", "30",
-                        "-p", "calibration", "false", "-p", "experiment", "nb-dask", "-o", "data/runs/dask.ipynb"],
-                       cwd=workdir, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+@pytest.mark.parametrize("entry", ["mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_the_training_notebook_runs_its_fits_on_the_cluster(workdir, cluster, entry):
+    import yaml
+    from ml_workflow_training.notebook import template_path
+    params = {"dask_address": cluster, "tuning": False, "calibration": False, "n_estimators": 30, "experiment": f"nb-{entry}"}
+    if entry == "mlwt-notebook":
+        cmd = [str(BIN / "mlwt-notebook"), "run", "-o", "data/runs/dask.ipynb", *[x for k, v in params.items() for x in ("-p", k, str(v))]]
+    elif entry == "papermill":
+        cmd = [str(BIN / "papermill"), str(template_path()), "data/runs/dask.ipynb", "-y", yaml.safe_dump(params)]
+    else:
+        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": params, "runs": [{"n_estimators": 20}, {"n_estimators": 30}]}))
+        cmd = [str(BIN / "mlwt-sweep"), "sweep.yaml"]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("nb-dask").experiment_id])
-    run = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)  # the others are its candidates
-    assert run.info.status == "FINISHED" and run.data.tags["engine"] == "dask" and run.data.tags["engine.address"] == cluster
-    assert run.data.tags["engine.workers"] == "2" and run.data.metrics["tuning_best_score"] > 0.8
+    runs = [r for r in client.search_runs([client.get_experiment_by_name(f"nb-{entry}").experiment_id]) if "engine" in r.data.tags]
+    assert len(runs) == (2 if entry == "mlwt-sweep" else 1)
+    for run in runs:  # each run's cross-validation folds ran on the cluster's two workers
+        assert run.info.status == "FINISHED" and run.data.tags["engine"] == "dask" and run.data.tags["engine.address"] == cluster
+        assert run.data.tags["engine.workers"] == "2" and run.data.metrics["cv_accuracy_mean"] > 0.8
 
 
 @pytest.mark.parametrize("threads", [1, 2])
