@@ -7,24 +7,25 @@ __all__ = ['__version__', 'MLWorkflowError', 'NotebookError', 'FeatureStoreError
            'default_training_spec', 'DataError', 'generate_database', 'load_data', 'dataset_fingerprint', 'SpecError',
            'TrainingSpec', 'FeatureSpec', 'FeatureGroup', 'ModelSpec', 'TuningSpec', 'Distribution', 'CalibrationSpec',
            'ValidationSpec', 'MLflowSpec', 'RegistrySpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec',
-           'FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder', 'RandomSearchSpecBuilder',
-           'CalibrationSpecBuilder', 'ValidationSpecBuilder', 'MLflowSpecBuilder', 'FeatureStoreSpecBuilder',
-           'DataSpecBuilder', 'FeatureSpecPipeline', 'InputError', 'GradientBoostingClassifierImpl', 'build_classifier',
-           'build_pipeline', 'compute_metrics', 'cross_validate_model', 'evaluation_figures', 'prediction_figures',
-           'feature_importance', 'GridSearch', 'RandomSearch', 'HalvingSearch', 'make_search', 'ClassifierCalibration',
-           'TrackingError', 'WorkflowError', 'run_ml_workflow', 'run_training', 'reproduce_run']
+           'ThresholdSpec', 'FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder',
+           'RandomSearchSpecBuilder', 'CalibrationSpecBuilder', 'ValidationSpecBuilder', 'MLflowSpecBuilder',
+           'FeatureStoreSpecBuilder', 'DataSpecBuilder', 'FeatureSpecPipeline', 'InputError',
+           'GradientBoostingClassifierImpl', 'build_classifier', 'build_pipeline', 'compute_metrics',
+           'cross_validate_model', 'evaluation_figures', 'prediction_figures', 'feature_importance', 'GridSearch',
+           'RandomSearch', 'HalvingSearch', 'make_search', 'ClassifierCalibration', 'TrackingError', 'WorkflowError',
+           'run_ml_workflow', 'run_training', 'reproduce_run']
 
 # %% ../nbs/99_api.ipynb #43aa3422
 from .core import package_version
 __version__ = package_version()
 
-# %% ../nbs/99_api.ipynb #d26b3dd1
+# %% ../nbs/99_api.ipynb #df33e780
 from .core import (MLWorkflowError, DataError, SpecError, InputError, TrackingError, WorkflowError,
                                        NotebookError, FeatureStoreError, EngineError)
 from .data import generate_database, load_data, dataset_fingerprint
 from .specs import (
     TrainingSpec, FeatureSpec, FeatureGroup, ModelSpec, TuningSpec, Distribution, CalibrationSpec,
-    ValidationSpec, MLflowSpec, RegistrySpec, FeatureStoreSpec, DataSpec, ComputeSpec)
+    ValidationSpec, MLflowSpec, RegistrySpec, FeatureStoreSpec, DataSpec, ComputeSpec, ThresholdSpec)
 from .builders import (
     FeatureSpecBuilder, ModelSpecBuilder, GridSearchSpecBuilder, RandomSearchSpecBuilder, CalibrationSpecBuilder,
     ValidationSpecBuilder, MLflowSpecBuilder, FeatureStoreSpecBuilder, DataSpecBuilder, default_training_spec)
@@ -35,10 +36,10 @@ from .tuning import GridSearch, RandomSearch, HalvingSearch, make_search
 from .calibration import ClassifierCalibration
 from .workflow import TrainingResult, run_ml_workflow, run_training, reproduce_run
 
-# %% ../nbs/99_api.ipynb #5825285d
+# %% ../nbs/99_api.ipynb #25e0f20d
 _all_ = ["__version__", "MLWorkflowError", "NotebookError", "FeatureStoreError", "EngineError", "TrainingResult", "default_training_spec", "DataError", "generate_database", "load_data", "dataset_fingerprint", "SpecError", "TrainingSpec", "FeatureSpec",
          "FeatureGroup", "ModelSpec", "TuningSpec", "Distribution", "CalibrationSpec", "ValidationSpec", "MLflowSpec",
-         "RegistrySpec", "FeatureStoreSpec", "DataSpec", "ComputeSpec", "FeatureSpecBuilder", "ModelSpecBuilder", "GridSearchSpecBuilder",
+         "RegistrySpec", "FeatureStoreSpec", "DataSpec", "ComputeSpec", "ThresholdSpec", "FeatureSpecBuilder", "ModelSpecBuilder", "GridSearchSpecBuilder",
          "RandomSearchSpecBuilder", "CalibrationSpecBuilder", "ValidationSpecBuilder", "MLflowSpecBuilder",
          "FeatureStoreSpecBuilder", "DataSpecBuilder", "FeatureSpecPipeline", "InputError", "GradientBoostingClassifierImpl",
          "build_classifier", "build_pipeline", "compute_metrics", "cross_validate_model", "evaluation_figures", "prediction_figures",

@@ -70,7 +70,7 @@ class ModelSpecBuilder(_Builder):
 
     def build(self) -> list[ModelSpec]: return [ModelSpec(**m) for m in self._models]
 
-# %% ../nbs/01a_builders.ipynb #03d82683
+# %% ../nbs/01a_builders.ipynb #df1aa2c0
 class GridSearchSpecBuilder(_Builder):
     "Fluent builder of an exhaustive grid search (the seed's API)."
     spec = TuningSpec
@@ -81,6 +81,7 @@ class GridSearchSpecBuilder(_Builder):
     def set_n_jobs(self, n_jobs: int) -> "GridSearchSpecBuilder": return self._set(n_jobs=n_jobs)
     def set_backend(self, backend: str) -> "GridSearchSpecBuilder": return self._set(backend=backend)
     def set_max_child_runs(self, n: int) -> "GridSearchSpecBuilder": return self._set(max_child_runs=n)
+    def set_time_budget(self, seconds: float | None) -> "GridSearchSpecBuilder": return self._set(time_budget_s=seconds)
     def use_successive_halving(self, factor: float = 3.0) -> "GridSearchSpecBuilder":
         "Race the grid's candidates on growing samples instead of fitting each on all data."
         return self._set(strategy="halving_grid", factor=factor)

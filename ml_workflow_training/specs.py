@@ -22,8 +22,8 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identif
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
            'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class',
            'parameter_problem', 'estimator_params', 'ModelSpec', 'Distribution', 'TuningSpec', 'CalibrationSpec',
-           'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec',
-           'TrainingSpec', 'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
+           'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec',
+           'ComputeSpec', 'TrainingSpec', 'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -295,7 +295,7 @@ class Distribution(Spec):
         if self.dist == "loguniform" and self.low <= 0: raise ValueError(f"loguniform needs low > 0, got {self.low}")
         return self
 
-# %% ../nbs/01_specs.ipynb #b1d80fee
+# %% ../nbs/01_specs.ipynb #48fade62
 ParamValues = Annotated[list[Any], Field(min_length=1)]
 
 
@@ -321,6 +321,8 @@ class TuningSpec(Spec):
     "kept for the seed's builders: where parallel fits run is TrainingSpec.compute (loky or a Dask cluster)"
     max_child_runs: int = Field(50, ge=0)
     "at most this many candidates are logged as nested MLflow runs"
+    time_budget_s: float | None = Field(None, gt=0)
+    "grid and random: start no new candidates once this many seconds are spent (None: evaluate them all)"
 
     @field_validator("param_grid")
     @classmethod
@@ -338,6 +340,9 @@ class TuningSpec(Spec):
         if dists and self.strategy in ("grid", "halving_grid"):
             raise ValueError(f"{dists} are distributions, which a {self.strategy!r} search cannot enumerate: use lists, or strategy 'random'")
         if self.n_jobs == 0: raise ValueError("n_jobs must not be 0 (use 1 for sequential, -1 for all cores)")
+        if self.time_budget_s is not None and self.strategy.startswith("halving"):
+            raise ValueError(f"time_budget_s applies to the grid and random strategies, not {self.strategy!r} "
+                             "(successive halving spends its budget by rounds: lower n_iter or raise factor)")
         return self
 
 # %% ../nbs/01_specs.ipynb #949adcff
@@ -356,6 +361,23 @@ class CalibrationSpec(Spec):
     def _one_strategy(self):
         if (self.cv_folds is None) == (self.holdout_fraction is None):
             raise ValueError("set exactly one of cv_folds and holdout_fraction")
+        return self
+
+# %% ../nbs/01_specs.ipynb #c1d117d3
+class ThresholdSpec(Spec):
+    "A decision threshold for binary targets, chosen by cross-validation."
+    objective: Literal["f1", "balanced_accuracy", "mcc", "cost"] = "f1"
+    "what the threshold maximises on out-of-fold probabilities ('cost': minimises costs per error)"
+    costs: dict[Literal["false_positive", "false_negative"], float] | None = None
+    "objective 'cost': the cost of a false positive and of a false negative"
+
+    @model_validator(mode="after")
+    def _costs_for_cost(self):
+        if self.objective == "cost":
+            if not self.costs or set(self.costs) != {"false_positive", "false_negative"} or min(self.costs.values()) < 0:
+                raise ValueError(f"objective 'cost' needs costs {{false_positive: >= 0, false_negative: >= 0}}, got {self.costs!r}")
+        elif self.costs is not None:
+            raise ValueError(f"costs are for objective 'cost', not {self.objective!r}")
         return self
 
 # %% ../nbs/01_specs.ipynb #384251cc
@@ -542,7 +564,7 @@ class ComputeSpec(Spec):
             raise ValueError(f"address {self.address!r} is for backend 'dask'; backend {self.backend!r} runs on this machine")
         return self
 
-# %% ../nbs/01_specs.ipynb #fd05a70b
+# %% ../nbs/01_specs.ipynb #83c1fee7
 class TrainingSpec(Spec):
     "Everything one training run needs; its `spec_hash` identifies the run."
     data: DataSpec = Field(default_factory=DataSpec)
@@ -563,6 +585,8 @@ class TrainingSpec(Spec):
     "read training data from a Feast repository instead of data.table"
     task: Literal["auto", "binary", "multiclass"] = "auto"
     "the kind of target ('auto': decided from the data)"
+    threshold: ThresholdSpec | None = None
+    "binary targets: a decision threshold chosen by cross-validation (None: 0.5)"
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     "where parallel fits run (not part of the spec hash: it does not change the results)"
 
@@ -600,7 +624,7 @@ class TrainingSpec(Spec):
         path.write_text(self.to_json() if path.suffix == ".json" else self.to_yaml())
         return path
 
-# %% ../nbs/01_specs.ipynb #baf1b266
+# %% ../nbs/01_specs.ipynb #94672a5b
 def cross_part_problems(spec: TrainingSpec) -> list[str]:
     "Where the parts of `spec` contradict each other, each naming the field to fix."
     problems = []
@@ -623,6 +647,9 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
         problems.append(f"mlflow.registry.gate_metric {reg.gate_metric!r} is not among validation.metrics {list(spec.validation.metrics)}")
     if spec.task == "multiclass":
         problems += [f"metric {m!r} is defined for binary targets only, and task is 'multiclass'" for m in undefined_metrics(spec, 3)]
+    if spec.threshold and spec.task == "multiclass": problems.append("threshold is for binary targets, and task is 'multiclass'")
+    if spec.threshold and spec.validation.strategy == "holdout":
+        problems.append("threshold is chosen on out-of-fold probabilities: it needs validation.strategy 'cross_validation' or 'both'")
     return problems
 
 # %% ../nbs/01_specs.ipynb #a2cf5b6f
@@ -634,7 +661,7 @@ def undefined_metrics(spec: TrainingSpec, n_classes: int) -> list[str]:
     usable = metrics_for_classes(needed, n_classes)
     return list(dict.fromkeys(m for m in needed if m not in usable))
 
-# %% ../nbs/01_specs.ipynb #526a60f2
+# %% ../nbs/01_specs.ipynb #443fbd41
 def data_problems(spec: TrainingSpec, n_rows: int, class_counts: dict) -> list[tuple[str, str]]:
     "(field, message) for each way the data cannot support `spec`: a single class, too few rows for folds, undefined metrics."
     problems, n_classes = [], len(class_counts)
@@ -647,6 +674,8 @@ def data_problems(spec: TrainingSpec, n_rows: int, class_counts: dict) -> list[t
     problems += [(path, p) for path, k in folds if (p := fold_problem(k, n_rows, class_counts, stratified))]
     problems += [("validation.metrics", f"metric {m!r} is defined for binary targets only; this target has {n_classes} classes. "
                   f"Use one of: {', '.join(metrics_for_classes(METRICS, n_classes))}") for m in undefined_metrics(spec, n_classes)]
+    if spec.threshold and n_classes > 2:
+        problems.append(("threshold", f"a decision threshold is for binary targets; this target has {n_classes} classes: set threshold to None"))
     return problems
 
 # %% ../nbs/01_specs.ipynb #7f20ff99

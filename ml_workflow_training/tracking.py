@@ -226,14 +226,14 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
 
-# %% ../nbs/07_tracking.ipynb #aaec8e4e
+# %% ../nbs/07_tracking.ipynb #d61a475b
 REVIEWED_SKOPS_TYPES = frozenset({
     "numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn._loss.link.LogitLink", "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.IdentityLink",
     "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration", "sklearn.isotonic.IsotonicRegression",
-    "sklearn.frozen._frozen.FrozenEstimator",
+    "sklearn.frozen._frozen.FrozenEstimator", "sklearn.model_selection._classification_threshold.FixedThresholdClassifier",
     "sklearn.model_selection._split.StratifiedKFold", "sklearn.model_selection._split.KFold",
     "sklearn.model_selection._split.GroupKFold", "sklearn.model_selection._split.StratifiedGroupKFold",
     "sklearn.model_selection._split.TimeSeriesSplit", "ml_workflow_training.calibration.GroupsFromColumn",
@@ -426,7 +426,7 @@ def log_candidates(summary: dict, max_runs: int) -> None:
             log_metrics({f"mean_{summary['scoring']}": c["mean_score"], f"std_{summary['scoring']}": c["std_score"],
                          "mean_fit_time_s": c["mean_fit_time"], "rank": c["rank"]})
 
-# %% ../nbs/07_tracking.ipynb #cd17dd14
+# %% ../nbs/07_tracking.ipynb #bee1aee7
 def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     "Log what a run measured (`result`: the workflow's `TrainingResult`): metrics, summaries, tables and figures."
     import mlflow
@@ -435,7 +435,17 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
     if result.calibration_summary:
         metrics.update({f"calibration_{k}": v for k, v in result.calibration_summary.items() if isinstance(v, float)})
-    if result.tuning_summary: metrics["tuning_best_score"] = result.tuning_summary["best_score"]
+    if result.tuning_summary:  # with a time budget, how much of the search it bought
+        t = result.tuning_summary
+        metrics.update(tuning_best_score=t["best_score"], tuning_candidates=t["n_candidates"], tuning_candidates_planned=t["n_planned"],
+                       tuning_seconds=t["seconds"])
+    if result.threshold:  # the decision the registered model labels with, and what it bought out-of-fold
+        t = result.threshold
+        sign, o = (-1, "cost_per_row") if t["objective"] == "cost" else (1, t["objective"])  # a cost is logged as itself
+        metrics.update({"decision_threshold": t["threshold"], f"threshold_{o}": sign * t["value"],
+                        f"threshold_{o}_at_0_5": sign * t["value_at_half"]})
+        if "test_value" in t: metrics[f"threshold_test_{o}"] = sign * t["test_value"]
+        mlflow.log_text(t["curve"].to_csv(index=False), "threshold/curve.csv")
     metrics.update({f"duration_{k.replace('-', '_')}_s": v for k, v in durations.items()})
     log_metrics(metrics)
     mlflow.log_text(result.feature_importance.to_csv(index=False), "feature_importance.csv")

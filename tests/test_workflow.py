@@ -361,3 +361,50 @@ def test_parallel_by_default_and_serial_give_identical_results(workdir):
     assert {k: v["folds"] for k, v in parallel.cv_metrics.items() if k != "fit_time"} == \
            {k: v["folds"] for k, v in serial.cv_metrics.items() if k != "fit_time"}
     np.testing.assert_array_equal(parallel.pipeline.predict_proba(X), serial.pipeline.predict_proba(X))
+
+
+def test_a_time_budget_cuts_the_search_short_and_the_run_says_how_much(workdir):
+    from ml_workflow_training import GridSearchSpecBuilder
+    grid = {"classifier__n_estimators": [20, 40, 60], "classifier__max_depth": [1, 2, 3]}
+    spec = small_spec(f"sqlite:///{workdir}/mlflow.db", experiment="budget")
+    spec = spec.model_copy(update={"calibration": None, "tuning": GridSearchSpecBuilder().set_param_grid(grid).set_cv_folds(3)
+                                   .set_n_jobs(2).set_time_budget(0.5).build()})
+    results = run_training(spec, verbose=False)
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    run = client.get_run(results["mlflow_run_id"])
+    evaluated = run.data.metrics["tuning_candidates"]
+    assert run.data.metrics["tuning_candidates_planned"] == 9 and 2 <= evaluated < 9  # whole batches of 2, stopped early
+    assert run.data.params["tuning.time_budget_s"] == "0.5" and run.data.metrics["tuning_seconds"] > 0.5
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(children) == evaluated  # every candidate it evaluated, and no other
+
+
+def test_a_decision_threshold_is_chosen_out_of_fold_and_the_registered_model_labels_with_it(workdir):
+    from ml_workflow_training import SpecError, ThresholdSpec, ValidationSpec, generate_database
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    costs = {"false_positive": 1.0, "false_negative": 5.0}  # a missed positive costs five false alarms
+    spec = small_spec(uri, experiment="threshold").model_copy(update={
+        "threshold": ThresholdSpec(objective="cost", costs=costs), "validation": ValidationSpec(strategy="both", cv_folds=3)})
+    results = run_training(spec, verbose=False)
+    t = results.threshold["threshold"]
+    client = mlflow.MlflowClient(uri)
+    m = client.get_run(results["mlflow_run_id"]).data.metrics
+    assert m["decision_threshold"] == t < 0.5 and m["threshold_cost_per_row"] <= m["threshold_cost_per_row_at_0_5"]
+    assert "threshold_test_cost_per_row" in m
+    paths = {a.path for a in client.list_artifacts(results["mlflow_run_id"], "plots")} | \
+        {a.path for a in client.list_artifacts(results["mlflow_run_id"], "threshold")}
+    assert {"plots/threshold.png", "threshold/curve.csv"} <= paths
+    X, _ = load_data()
+    mlflow.set_tracking_uri(uri)
+    registered = load_model("models:/small_gb@staging", tracking_uri=uri)  # the reviewed-types loader takes the wrapper
+    proba = registered.predict_proba(X)
+    np.testing.assert_allclose(proba, results["pipeline"].predict_proba(X))  # probabilities: the calibrated model's
+    np.testing.assert_array_equal(registered.predict(X), (proba[:, 1] >= t).astype(int))  # labels: the chosen threshold
+    served = mlflow.pyfunc.load_model("models:/small_gb@staging").predict(model_input_frame(X))
+    np.testing.assert_array_equal(np.asarray(served), (proba[:, 1] >= t).astype(int))
+    assert ((proba[:, 1] >= 0.5) != (proba[:, 1] >= t)).any()  # the threshold changed some decisions
+
+    generate_database("data/ml_workflow.db", table="multi", n_classes=3)
+    multi = spec.model_copy(update={"data": spec.data.model_copy(update={"table": "multi"})})
+    with pytest.raises(SpecError, match="a decision threshold is for binary targets; this target has 3 classes"):
+        run_training(multi, verbose=False)
