@@ -82,3 +82,24 @@ def test_reproduce_tells_a_notebook_runs_unchanged_data_from_changed_data(workdi
         c.execute("UPDATE classification_data SET feature_0 = feature_0 + 1 WHERE rowid <= 50")
     changed = reproduce()
     assert changed.returncode == 1 and "data CHANGED" in changed.stdout, changed.stdout + changed.stderr
+
+
+@pytest.mark.parametrize("entry", ["mlwt-notebook", "papermill"])
+def test_notebook_runs_choose_a_threshold_within_a_time_budget(workdir, entry):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    params = {"tracking_uri": uri, "calibration": False, "time_budget_s": 0.5, "threshold": "balanced_accuracy",
+              "n_estimators": 20}
+    if entry == "mlwt-notebook":
+        cmd = [BIN / "mlwt-notebook", "run", "-o", "data/runs/t.ipynb",
+               *[x for k, v in params.items() for x in ("-p", k, yaml.safe_dump(v, default_flow_style=True).strip())]]
+    else:
+        cmd = [BIN / "papermill", template_path(), "data/runs/t.ipynb", "-y", yaml.safe_dump(params)]
+    p = subprocess.run([str(c) for c in cmd], cwd=workdir, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("production_models")
+    run = next(r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" not in r.data.tags)
+    m = run.data.metrics
+    assert 0 < m["decision_threshold"] < 1 and m["threshold_balanced_accuracy"] >= m["threshold_balanced_accuracy_at_0_5"]
+    assert m["tuning_candidates_planned"] == 2 and 1 <= m["tuning_candidates"] <= 2  # the seed's grid without n_estimators
+    assert run.data.params["tuning.time_budget_s"] == "0.5"
