@@ -20,8 +20,8 @@ from .preprocessing import FeatureSpecPipeline
 from .specs import NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_class
 
 # %% auto #0
-__all__ = ['BlendClassifier', 'build_classifier', 'GradientBoostingClassifierImpl', 'check_target', 'check_training_folds',
-           'build_pipeline']
+__all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'GradientBoostingClassifierImpl', 'check_target',
+           'check_training_folds', 'build_pipeline']
 
 # %% ../nbs/03_models.ipynb #6a8525d6
 try: from xgboost import XGBClassifier as _XGBClassifier
@@ -76,7 +76,7 @@ class BlendClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray: return self.vote_.predict_proba(X)
     def predict(self, X) -> np.ndarray: return self.vote_.predict(X)
 
-# %% ../nbs/03_models.ipynb #3bc1dee4
+# %% ../nbs/03_models.ipynb #354f28d2
 def build_classifier(model_spec: ModelSpec | None = None) -> BaseEstimator:
     "The estimator of `model_spec.model_type`, with its hyperparameters and seed."
     spec = model_spec or ModelSpec()
@@ -86,7 +86,19 @@ def build_classifier(model_spec: ModelSpec | None = None) -> BaseEstimator:
     if spec.random_state is not None and "random_state" in cls().get_params() and "random_state" not in params:
         params["random_state"] = spec.random_state
     if spec.model_type == "lightgbm": params.setdefault("verbose", -1)
+    if spec.early_stopping:  # scikit-learn's own: each fit splits its rows, stratified and seeded by random_state
+        es = spec.early_stopping
+        params.update(validation_fraction=es.validation_fraction, n_iter_no_change=es.patience)
+        if spec.model_type == "hist_gradient_boosting": params["early_stopping"] = True
     return cls(**params)
+
+# %% ../nbs/03_models.ipynb #099c51a2
+def iterations_used(model) -> int | None:
+    "Boosting iterations a fitted model (or the classifier step of a pipeline) kept: fewer than allowed when it stopped early."
+    est = model.named_steps["classifier"] if hasattr(model, "named_steps") else model
+    for attr in ("n_iter_", "n_estimators_"):  # HistGradientBoosting, GradientBoosting
+        if hasattr(est, attr): return int(getattr(est, attr))
+    return None
 
 # %% ../nbs/03_models.ipynb #01b5681f
 def GradientBoostingClassifierImpl(model_spec: ModelSpec | None = None) -> BaseEstimator:

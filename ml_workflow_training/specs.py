@@ -20,10 +20,11 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identif
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
-           'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class',
-           'parameter_problem', 'estimator_params', 'ModelSpec', 'Distribution', 'TuningSpec', 'CalibrationSpec',
-           'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec',
-           'ComputeSpec', 'TrainingSpec', 'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
+           'EARLY_STOPPING_PARAMS', 'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup',
+           'FeatureSpec', 'estimator_class', 'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec',
+           'Distribution', 'TuningSpec', 'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec',
+           'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec', 'TrainingSpec', 'cross_part_problems',
+           'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -254,7 +255,19 @@ def estimator_params(model_type: str) -> list[str]:
     "The hyperparameter names the estimator of `model_type` accepts."
     return sorted(estimator_class(model_type)().get_params(deep=False))
 
-# %% ../nbs/01_specs.ipynb #b5c31756
+# %% ../nbs/01_specs.ipynb #e93178f4
+EARLY_STOPPING_PARAMS = {"gradient_boosting": ("validation_fraction", "n_iter_no_change"),
+                         "hist_gradient_boosting": ("early_stopping", "validation_fraction", "n_iter_no_change")}
+
+
+class EarlyStoppingSpec(Spec):
+    "Stop adding trees when a share of each fit's own training rows stops improving (never the fold's test rows)."
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    "share of the rows each fit holds out to watch (stratified, seeded)"
+    patience: int = Field(10, ge=1)
+    "stop after this many iterations without improvement"
+
+# %% ../nbs/01_specs.ipynb #ea81ecb3
 class ModelSpec(Spec):
     "One classifier: its type and hyperparameters."
     name: str = Field("model", min_length=1)
@@ -265,6 +278,17 @@ class ModelSpec(Spec):
     "keyword arguments of the estimator"
     random_state: int | None = 42
     "seed passed to estimators that take one, unless set in hyperparameters"
+    early_stopping: EarlyStoppingSpec | None = None
+    "gradient_boosting, hist_gradient_boosting: stop adding trees on a held-out share of each fit's rows"
+
+    @model_validator(mode="after")
+    def _early_stopping_fits(self):
+        if self.early_stopping is None: return self
+        if self.model_type not in EARLY_STOPPING_PARAMS:
+            raise ValueError(f"early_stopping is available for {' and '.join(EARLY_STOPPING_PARAMS)}, not {self.model_type!r}")
+        clash = [k for k in EARLY_STOPPING_PARAMS[self.model_type] if k in self.hyperparameters]
+        if clash: raise ValueError(f"hyperparameters {clash} are set by early_stopping: leave them out, or drop early_stopping")
+        return self
 
     @model_validator(mode="after")
     def _check_hyperparameters(self):

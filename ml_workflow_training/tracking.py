@@ -426,7 +426,7 @@ def log_candidates(summary: dict, max_runs: int) -> None:
             log_metrics({f"mean_{summary['scoring']}": c["mean_score"], f"std_{summary['scoring']}": c["std_score"],
                          "mean_fit_time_s": c["mean_fit_time"], "rank": c["rank"]})
 
-# %% ../nbs/07_tracking.ipynb #bee1aee7
+# %% ../nbs/07_tracking.ipynb #d7282750
 def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     "Log what a run measured (`result`: the workflow's `TrainingResult`): metrics, summaries, tables and figures."
     import mlflow
@@ -446,6 +446,7 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
                         f"threshold_{o}_at_0_5": sign * t["value_at_half"]})
         if "test_value" in t: metrics[f"threshold_test_{o}"] = sign * t["test_value"]
         mlflow.log_text(t["curve"].to_csv(index=False), "threshold/curve.csv")
+    if result.iterations_used is not None: metrics["iterations_used"] = result.iterations_used
     metrics.update({f"duration_{k.replace('-', '_')}_s": v for k, v in durations.items()})
     log_metrics(metrics)
     mlflow.log_text(result.feature_importance.to_csv(index=False), "feature_importance.csv")

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import cross_validate
 
 from conftest import BIN, free_port, start_process, stop_process, wait_http
 from seed_readme import workflow_example
@@ -408,3 +409,20 @@ def test_a_decision_threshold_is_chosen_out_of_fold_and_the_registered_model_lab
     multi = spec.model_copy(update={"data": spec.data.model_copy(update={"table": "multi"})})
     with pytest.raises(SpecError, match="a decision threshold is for binary targets; this target has 3 classes"):
         run_training(multi, verbose=False)
+
+
+def test_early_stopping_keeps_fewer_iterations_and_the_run_logs_how_many(workdir):
+    from ml_workflow_training import ModelSpec
+    from ml_workflow_training.specs import EarlyStoppingSpec
+    spec = small_spec(f"sqlite:///{workdir}/mlflow.db", experiment="early").model_copy(update={
+        "calibration": None, "model": ModelSpec(name="early_hgb", model_type="hist_gradient_boosting",
+                                                hyperparameters={"max_iter": 1000, "learning_rate": 0.3},
+                                                early_stopping=EarlyStoppingSpec(validation_fraction=0.2, patience=3))})
+    results = run_training(spec, verbose=False)
+    run = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_run(results["mlflow_run_id"])
+    kept = run.data.metrics["iterations_used"]
+    assert kept == results.iterations_used == results["pipeline"].named_steps["classifier"].n_iter_ < 1000
+    assert run.data.params["model.early_stopping.patience"] == "3"
+    # every CV fold's model stopped on its own rows: each kept its own count, none the full 1000
+    cv = cross_validate(results["pipeline"], *load_data(), cv=3, return_estimator=True)
+    assert all(e.named_steps["classifier"].n_iter_ < 1000 for e in cv["estimator"])
