@@ -11,14 +11,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import finish, interleaved, report
-from workflow_overhead import SCORES, floor, ours
-from ml_workflow_training import ComputeSpec, generate_database, load_data
+from workflow_overhead import SCORES, floor, ours, seed_data
+from ml_workflow_training import ComputeSpec
 
 BIN = Path(sys.executable).parent
 
@@ -36,10 +35,7 @@ def start_cluster(work: Path, port: int = 8797) -> tuple[str, list[subprocess.Po
 
 if __name__ == "__main__":
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    work = Path(tempfile.mkdtemp())
-    generate_database(work / "seed.db")
-    X, y = load_data(db=work / "seed.db")
-    uri = f"sqlite:///{work}/mlflow.db"
+    X, y, uri, work = seed_data()
     address, procs, started = start_cluster(work)
     print(f"cluster (scheduler + 2 workers) up in {started:.1f} s")
     dask = ComputeSpec(backend="dask", address=address)

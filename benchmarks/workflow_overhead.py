@@ -67,12 +67,17 @@ def floor(X, y):
     SCORES["floor"] = float(np.mean(cv["test_accuracy"]))
 
 
-if __name__ == "__main__":
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+def seed_data() -> tuple:
+    "The seed's table in a new folder, loaded, and an MLflow store URI beside it: (X, y, uri, folder)."
     work = Path(tempfile.mkdtemp())
     generate_database(work / "seed.db")
     X, y = load_data(db=work / "seed.db")
-    uri = f"sqlite:///{work}/mlflow.db"
+    return X, y, f"sqlite:///{work}/mlflow.db", work
+
+
+if __name__ == "__main__":
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    X, y, uri, work = seed_data()
     t0 = time.perf_counter()
     RunRecorder(default_training_spec().model_copy(update=dict(mlflow=MLflowSpec(enabled=True, tracking_uri=uri, experiment_name="bench")))).connect()
     new_store = time.perf_counter() - t0
