@@ -297,15 +297,18 @@ def run_ml_workflow(feature_specs: FeatureSpec, model_spec: ModelSpec | None = N
                         data=data_spec or DataSpec(), compute=compute_spec or ComputeSpec(), threshold=threshold_spec)
     return run_training(spec, X, y, X_test, y_test, verbose=verbose)
 
-# %% ../nbs/08_workflow.ipynb #629f7746
-def reproduce_run(run_id: str, tracking_uri: str | None = None, verbose: bool = True, rel_tol: float = 1e-9) -> dict:
-    "Retrain run `run_id` from its logged spec and report whether its metrics match."
+# %% ../nbs/08_workflow.ipynb #e6672514
+def reproduce_run(run_id: str, tracking_uri: str | None = None, verbose: bool = True, rel_tol: float = 1e-9,
+                  compute: ComputeSpec | None = None) -> dict:
+    "Retrain run `run_id` from its logged spec (on this machine, or on `compute`) and report whether its metrics match."
     record = read_run(run_id, tracking_uri)
     if record["tags"].get("dataset.training.source") == "in-memory":
         raise WorkflowError(f"run {run_id} trained on in-memory data, which was not stored: rerun run_training(spec, X, y) with the same data")
     if record["spec_yaml"] is None: raise WorkflowError(f"run {run_id} has no spec.yaml artifact: it did not finish logging, or another tool logged it")
     spec = TrainingSpec.from_yaml(record["spec_yaml"])
-    again = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"enabled": False})}), verbose=verbose)
+    # where it computed does not change what: a run made on a cluster is checked here unless told otherwise
+    again = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"enabled": False}),
+                                                 "compute": compute or ComputeSpec()}), verbose=verbose)
     new = {f"cv_{k}_{s}": v[s] for k, v in (again.cv_metrics or {}).items() if k != "fit_time" for s in ("mean", "std")}
     new |= {f"test_{k}": v for k, v in again.test_metrics.items()}
     logged = record["metrics"]

@@ -13,7 +13,8 @@ distributed = pytest.importorskip("distributed", reason="the distributed extra i
 
 from conftest import BIN, free_port, start_process, stop_process
 from ml_workflow_training import (CalibrationSpecBuilder, ComputeSpec, EngineError, FeatureSpecBuilder, GridSearchSpecBuilder,
-                                  MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, run_ml_workflow, run_training)
+                                  MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, reproduce_run, run_ml_workflow,
+                                  run_training)
 from ml_workflow_training.engine import compute_engine, connect_engine
 
 FEATURES = [f"feature_{i}" for i in range(20)]
@@ -69,6 +70,8 @@ def test_seed_grid_on_the_cluster_equals_loky(workdir, cluster):
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert sorted((c.data.params["n_estimators"], c.data.params["learning_rate"]) for c in children) == \
         sorted((str(n), str(lr)) for n in GRID["classifier__n_estimators"] for lr in GRID["classifier__learning_rate"])
+    again = reproduce_run(on_dask.mlflow_run_id, uri, verbose=False)  # checked on this machine, from what the run logged
+    assert again["match"] and again["same_data"], again["metrics"]
     with distributed.Client(cluster) as c:  # tracking stayed on the driver: no worker ever imported MLflow
         assert c.run(eval, "'mlflow' in __import__('sys').modules") == {w: False for w in c.ncores()}
         assert c.run(eval, "'sklearn.ensemble' in __import__('sys').modules") == {w: True for w in c.ncores()}  # they did fit
