@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
-EXTRAS ?= dev,lightgbm,xgboost,distributed
+EXTRAS ?= dev,lightgbm,xgboost,distributed,optuna
 # One OpenMP thread per process and no spinning: on 2 cores a spinning OpenMP model beside
 # other work was measured 10x slower on these 2-core machines (5-fold CV on 4.4k rows: 37 s against 3.8 s).
 export OMP_NUM_THREADS ?= 1

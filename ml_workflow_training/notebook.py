@@ -28,7 +28,7 @@ __all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters',
            'template_path', 'has_parameters_cell', 'copy_template', 'read_result', 'run_notebook', 'expand_grid',
            'sweep']
 
-# %% ../nbs/10_notebook.ipynb #f7dfbfa6
+# %% ../nbs/10_notebook.ipynb #db72f1ce
 PARAMETERS: dict[str, str] = {
     "spec_file": "a TrainingSpec YAML/JSON file (None: the seed's production workflow)",
     "model_type": "override the model type, e.g. 'hist_gradient_boosting'",
@@ -41,6 +41,7 @@ PARAMETERS: dict[str, str] = {
     "dask_address": "run the fits on the Dask cluster whose scheduler is at this address (tcp://host:port)",
     "threshold": "binary targets: choose the decision threshold for this objective (f1, balanced_accuracy, mcc; or a ThresholdSpec dict)",
     "time_budget_s": "stop the search's new candidates after this many seconds",
+    "search": "the spec's search strategy instead: grid, random, halving_grid, halving_random or optuna (the optuna extra)",
     "parent_run_id": "MLflow parent run (set by sweeps)", "output_notebook": "where papermill writes this notebook; it is logged to the run",
 }
 
@@ -52,10 +53,10 @@ def check_parameters(names: Iterable[str]) -> None:
         raise SpecError([(n, f"unknown notebook parameter {n!r}.{suggest(n, list(PARAMETERS))} Parameters: {', '.join(PARAMETERS)}")
                          for n in unknown], "invalid notebook parameters")
 
-# %% ../nbs/10_notebook.ipynb #9b22fc31
+# %% ../nbs/10_notebook.ipynb #9c47a0f3
 PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "register": bool, "n_estimators": int, "max_depth": int | None,
                                    "limit": int, "learning_rate": float, "hyperparameters": dict, "tags": dict, "threshold": str | dict,
-                                   "time_budget_s": float}
+                                   "time_budget_s": float, "search": str}
 
 # %% ../nbs/10_notebook.ipynb #a5195250
 def typed_parameters(params: dict) -> dict:
@@ -72,7 +73,7 @@ def typed_parameters(params: dict) -> dict:
 # %% ../nbs/10_notebook.ipynb #f9a53e05
 _ALIASES = {("hist_gradient_boosting", "n_estimators"): "max_iter"}  # the same knob under the estimator's own name
 
-# %% ../nbs/10_notebook.ipynb #feaef24d
+# %% ../nbs/10_notebook.ipynb #fdf13c1c
 def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec:
     "The spec in `spec_file` (or the default) with the notebook's overrides; `None` values leave a field alone."
     check_parameters(["spec_file", *params])
@@ -94,6 +95,7 @@ def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec
     if "dask_address" in p: data["compute"] = {**data.get("compute", {}), "backend": "dask", "address": p["dask_address"]}
     if "threshold" in p: data["threshold"] = {"objective": p["threshold"]} if isinstance(p["threshold"], str) else p["threshold"]
     if "time_budget_s" in p and data.get("tuning"): data["tuning"]["time_budget_s"] = p["time_budget_s"]
+    if "search" in p and data.get("tuning"): data["tuning"]["strategy"] = p["search"]
     if p.get("register") is False: ml["registry"]["enabled"] = False
     if data.get("tuning"):  # a grid over a parameter that is now fixed would search it anyway
         for name in ("n_estimators", "learning_rate", "max_depth"):

@@ -31,13 +31,14 @@ from .data import sqlite_path
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
-__all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'check_tracking_server',
-           'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'existing_store', 'store_lock',
-           'open_experiment', 'flatten', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions',
-           'git_commit', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'register_model',
-           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
-           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+__all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS',
+           'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'existing_store',
+           'store_lock', 'open_experiment', 'flatten', 'log_params', 'log_metrics', 'log_cv_metrics',
+           'library_versions', 'git_commit', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
+           'pip_requirements', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model',
+           'gate_decision', 'register_model', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
+           'log_candidates', 'log_results', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
+           'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #6b8891e7
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -415,18 +416,27 @@ def record_failure(error: BaseException, step: str | None) -> None:
         mlflow.log_text("".join(traceback.format_exception(error)), "error.txt")
     except Exception: pass  # the store itself may be what failed; the original error matters more
 
-# %% ../nbs/07_tracking.ipynb #157c45fe
+# %% ../nbs/07_tracking.ipynb #30cc5cbb
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}  # an Optuna trial's state as its run's status
+
+
 def log_candidates(summary: dict, max_runs: int) -> None:
-    "Each tuning candidate (best first, at most `max_runs`) as a nested run beside the active one."
+    "Each tuning candidate (best first, at most `max_runs`) as a nested run beside the active one; a trial ends in its state."
     import mlflow
     experiment_id = mlflow.active_run().info.experiment_id  # children go beside their parent, not to the active experiment
     for c in summary["candidates"][:max_runs]:
-        with mlflow.start_run(run_name=f"candidate-{c['rank']:03d}", nested=True, experiment_id=experiment_id):
+        trial = "state" in c  # an Optuna trial: its number, state and every fold's score
+        mlflow.start_run(run_name=f"trial-{c['number']:03d}" if trial else f"candidate-{c['rank']:03d}", nested=True, experiment_id=experiment_id)
+        try:
             log_params({k.removeprefix("classifier__"): v for k, v in c["params"].items()})
             log_metrics({f"mean_{summary['scoring']}": c["mean_score"], f"std_{summary['scoring']}": c["std_score"],
                          "mean_fit_time_s": c["mean_fit_time"], "rank": c["rank"]})
+            if trial:
+                for k, v in enumerate(c["fold_scores"]): log_metrics({f"fold_{summary['scoring']}": v}, step=k)
+                mlflow.set_tags({"trial_state": c["state"], "trial_number": str(c["number"])} | ({"error": c["error"][:5000]} if c["error"] else {}))
+        finally: mlflow.end_run(TRIAL_STATUS.get(c.get("state"), "FINISHED"))
 
-# %% ../nbs/07_tracking.ipynb #d7282750
+# %% ../nbs/07_tracking.ipynb #30d97f1c
 def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     "Log what a run measured (`result`: the workflow's `TrainingResult`): metrics, summaries, tables and figures."
     import mlflow
@@ -439,6 +449,7 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
         t = result.tuning_summary
         metrics.update(tuning_best_score=t["best_score"], tuning_candidates=t["n_candidates"], tuning_candidates_planned=t["n_planned"],
                        tuning_seconds=t["seconds"])
+        if "states" in t: metrics.update({f"tuning_trials_{k.lower()}": t["states"].get(k, 0) for k in ("COMPLETE", "PRUNED", "FAIL")})
     if result.threshold:  # the decision the registered model labels with, and what it bought out-of-fold
         t = result.threshold
         sign, o = (-1, "cost_per_row") if t["objective"] == "cost" else (1, t["objective"])  # a cost is logged as itself
@@ -455,6 +466,8 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     for fig in result.figures.values(): plt.close(fig)
     if result.tuning_summary:
         mlflow.log_dict(result.tuning_summary, "tuning/summary.json")
+        if "states" in result.tuning_summary:  # an Optuna study's trial table
+            mlflow.log_text(pd.DataFrame(result.tuning_summary["candidates"]).sort_values("number").to_csv(index=False), "tuning/trials.csv")
         log_candidates(result.tuning_summary, spec.tuning.max_child_runs)
 
 # %% ../nbs/07_tracking.ipynb #15c9dea3

@@ -97,3 +97,10 @@ def test_plain_install_without_the_distributed_extra_says_what_to_install(fresh,
     r = run_plain(fresh, ["mlwt-train", "--spec", "spec.yaml"], tmp_path, tmp_path)
     assert r.returncode == 1 and r.stderr == ("error: compute.backend 'dask' needs the distributed extra: "
                                               "pip install 'ml-workflow-training[distributed]'\n"), r.stderr
+
+
+def test_plain_install_without_the_optuna_extra_says_what_to_install(fresh, tmp_path):
+    assert run_plain(fresh, ["mlwt-generate-database", "--n-samples", "200"], tmp_path, tmp_path).returncode == 0
+    r = run_plain(fresh, ["mlwt-notebook", "run", "-p", "search", "optuna", "-o", "out.ipynb"], tmp_path, tmp_path)
+    assert r.returncode != 0 and "strategy 'optuna' needs the optional package 'optuna': pip install 'ml-workflow-training[optuna]'" in r.stderr, r.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was opened
