@@ -256,9 +256,11 @@ def estimator_params(model_type: str) -> list[str]:
     "The hyperparameter names the estimator of `model_type` accepts."
     return sorted(estimator_class(model_type)().get_params(deep=False))
 
-# %% ../nbs/01_specs.ipynb #e93178f4
+# %% ../nbs/01_specs.ipynb #d1ec9a30
 EARLY_STOPPING_PARAMS = {"gradient_boosting": ("validation_fraction", "n_iter_no_change"),
-                         "hist_gradient_boosting": ("early_stopping", "validation_fraction", "n_iter_no_change")}
+                         "hist_gradient_boosting": ("early_stopping", "validation_fraction", "n_iter_no_change"),
+                         "lightgbm": ("early_stopping_round", "early_stopping_rounds", "early_stopping", "n_iter_no_change"),
+                         "xgboost": ("early_stopping_rounds",)}
 
 
 class EarlyStoppingSpec(Spec):
@@ -268,7 +270,7 @@ class EarlyStoppingSpec(Spec):
     patience: int = Field(10, ge=1)
     "stop after this many iterations without improvement"
 
-# %% ../nbs/01_specs.ipynb #ea81ecb3
+# %% ../nbs/01_specs.ipynb #ec5b3f91
 class ModelSpec(Spec):
     "One classifier: its type and hyperparameters."
     name: str = Field("model", min_length=1)
@@ -280,13 +282,13 @@ class ModelSpec(Spec):
     random_state: int | None = 42
     "seed passed to estimators that take one, unless set in hyperparameters"
     early_stopping: EarlyStoppingSpec | None = None
-    "gradient_boosting, hist_gradient_boosting: stop adding trees on a held-out share of each fit's rows"
+    "boosting models (gradient_boosting, hist_gradient_boosting, lightgbm, xgboost): stop adding trees on a held-out share of each fit's rows"
 
     @model_validator(mode="after")
     def _early_stopping_fits(self):
         if self.early_stopping is None: return self
         if self.model_type not in EARLY_STOPPING_PARAMS:
-            raise ValueError(f"early_stopping is available for {' and '.join(EARLY_STOPPING_PARAMS)}, not {self.model_type!r}")
+            raise ValueError(f"early_stopping is available for {', '.join(EARLY_STOPPING_PARAMS)}, not {self.model_type!r}")
         clash = [k for k in EARLY_STOPPING_PARAMS[self.model_type] if k in self.hyperparameters]
         if clash: raise ValueError(f"hyperparameters {clash} are set by early_stopping: leave them out, or drop early_stopping")
         return self

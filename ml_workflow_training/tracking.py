@@ -227,7 +227,7 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
 
-# %% ../nbs/07_tracking.ipynb #d61a475b
+# %% ../nbs/07_tracking.ipynb #624f06b8
 REVIEWED_SKOPS_TYPES = frozenset({
     "numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -243,7 +243,7 @@ REVIEWED_SKOPS_TYPES = frozenset({
     "ml_workflow_training.specs.FeatureSpec", "ml_workflow_training.specs.FeatureGroup",
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.basic.Booster", "collections.OrderedDict",
     "ml_workflow_training.models.LabelEncodedXGBClassifier", "xgboost.core.Booster",
-    "ml_workflow_training.models.BlendClassifier", "sklearn.compose._column_transformer.make_column_selector",
+    "ml_workflow_training.models.BlendClassifier", "ml_workflow_training.models.HeldOutEarlyStopping", "sklearn.compose._column_transformer.make_column_selector",
     "sklearn.utils._bunch.Bunch",
 })
 

@@ -411,18 +411,26 @@ def test_a_decision_threshold_is_chosen_out_of_fold_and_the_registered_model_lab
         run_training(multi, verbose=False)
 
 
-def test_early_stopping_keeps_fewer_iterations_and_the_run_logs_how_many(workdir):
+@pytest.mark.parametrize("model_type", ["hist_gradient_boosting", "lightgbm", "xgboost"])
+def test_early_stopping_keeps_fewer_iterations_and_the_run_logs_how_many(workdir, model_type):
     from ml_workflow_training import ModelSpec
+    from ml_workflow_training.models import iterations_used
     from ml_workflow_training.specs import EarlyStoppingSpec
-    spec = small_spec(f"sqlite:///{workdir}/mlflow.db", experiment="early").model_copy(update={
-        "calibration": None, "model": ModelSpec(name="early_hgb", model_type="hist_gradient_boosting",
-                                                hyperparameters={"max_iter": 1000, "learning_rate": 0.3},
-                                                early_stopping=EarlyStoppingSpec(validation_fraction=0.2, patience=3))})
-    results = run_training(spec, verbose=False)
-    run = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_run(results["mlflow_run_id"])
+    pytest.importorskip(model_type.split("_")[-1] if model_type != "hist_gradient_boosting" else "sklearn")
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    rounds = {"max_iter" if model_type == "hist_gradient_boosting" else "n_estimators": 1000, "learning_rate": 0.3}
+    spec = small_spec(uri, experiment="early").model_copy(update={
+        "model": ModelSpec(name=f"early_{model_type}", model_type=model_type, hyperparameters=rounds,
+                           early_stopping=EarlyStoppingSpec(validation_fraction=0.2, patience=3))})
+    results = run_training(spec, verbose=False)  # tuned, calibrated and cross-validated, every fit stopping on its own rows
+    run = mlflow.MlflowClient(uri).get_run(results["mlflow_run_id"])
     kept = run.data.metrics["iterations_used"]
-    assert kept == results.iterations_used == results["pipeline"].named_steps["classifier"].n_iter_ < 1000
+    assert run.info.status == "FINISHED" and kept == results.iterations_used < 1000
     assert run.data.params["model.early_stopping.patience"] == "3"
     # every CV fold's model stopped on its own rows: each kept its own count, none the full 1000
-    cv = cross_validate(results["pipeline"], *load_data(), cv=3, return_estimator=True)
-    assert all(e.named_steps["classifier"].n_iter_ < 1000 for e in cv["estimator"])
+    X, y = load_data()
+    pipeline = results["pipeline"].calibrated_classifiers_[0].estimator if hasattr(results["pipeline"], "calibrated_classifiers_") else results["pipeline"]
+    cv = cross_validate(pipeline, X, y, cv=3, return_estimator=True)
+    assert all(0 < iterations_used(e) < 1000 for e in cv["estimator"])
+    registered = load_model(f"models:/early_{model_type}@staging", tracking_uri=uri)  # the reviewed-types loader takes the pipeline
+    np.testing.assert_allclose(registered.predict_proba(X), results["pipeline"].predict_proba(X))
