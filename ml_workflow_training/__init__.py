@@ -12,14 +12,14 @@ __all__ = ['__version__', 'MLWorkflowError', 'NotebookError', 'FeatureStoreError
            'FeatureStoreSpecBuilder', 'DataSpecBuilder', 'FeatureSpecPipeline', 'InputError',
            'GradientBoostingClassifierImpl', 'build_classifier', 'build_pipeline', 'compute_metrics',
            'cross_validate_model', 'evaluation_figures', 'prediction_figures', 'feature_importance', 'GridSearch',
-           'RandomSearch', 'HalvingSearch', 'make_search', 'ClassifierCalibration', 'TrackingError', 'WorkflowError',
-           'run_ml_workflow', 'run_training', 'reproduce_run']
+           'RandomSearch', 'HalvingSearch', 'OptunaSearch', 'make_search', 'ClassifierCalibration', 'TrackingError',
+           'WorkflowError', 'run_ml_workflow', 'run_training', 'reproduce_run']
 
 # %% ../nbs/99_api.ipynb #43aa3422
 from .core import package_version
 __version__ = package_version()
 
-# %% ../nbs/99_api.ipynb #df33e780
+# %% ../nbs/99_api.ipynb #b798bc9b
 from .core import (MLWorkflowError, DataError, SpecError, InputError, TrackingError, WorkflowError,
                                        NotebookError, FeatureStoreError, EngineError)
 from .data import generate_database, load_data, dataset_fingerprint
@@ -32,16 +32,16 @@ from .builders import (
 from .preprocessing import FeatureSpecPipeline
 from .models import GradientBoostingClassifierImpl, build_classifier, build_pipeline
 from .evaluation import compute_metrics, cross_validate_model, evaluation_figures, feature_importance, prediction_figures
-from .tuning import GridSearch, RandomSearch, HalvingSearch, make_search
+from .tuning import GridSearch, RandomSearch, HalvingSearch, OptunaSearch, make_search
 from .calibration import ClassifierCalibration
 from .workflow import TrainingResult, run_ml_workflow, run_training, reproduce_run
 
-# %% ../nbs/99_api.ipynb #25e0f20d
+# %% ../nbs/99_api.ipynb #884438a2
 _all_ = ["__version__", "MLWorkflowError", "NotebookError", "FeatureStoreError", "EngineError", "TrainingResult", "default_training_spec", "DataError", "generate_database", "load_data", "dataset_fingerprint", "SpecError", "TrainingSpec", "FeatureSpec",
          "FeatureGroup", "ModelSpec", "TuningSpec", "Distribution", "CalibrationSpec", "ValidationSpec", "MLflowSpec",
          "RegistrySpec", "FeatureStoreSpec", "DataSpec", "ComputeSpec", "ThresholdSpec", "FeatureSpecBuilder", "ModelSpecBuilder", "GridSearchSpecBuilder",
          "RandomSearchSpecBuilder", "CalibrationSpecBuilder", "ValidationSpecBuilder", "MLflowSpecBuilder",
          "FeatureStoreSpecBuilder", "DataSpecBuilder", "FeatureSpecPipeline", "InputError", "GradientBoostingClassifierImpl",
          "build_classifier", "build_pipeline", "compute_metrics", "cross_validate_model", "evaluation_figures", "prediction_figures",
-         "feature_importance", "GridSearch", "RandomSearch", "HalvingSearch", "make_search", "ClassifierCalibration",
+         "feature_importance", "GridSearch", "RandomSearch", "HalvingSearch", "OptunaSearch", "make_search", "ClassifierCalibration",
          "TrackingError", "WorkflowError", "run_ml_workflow", "run_training", "reproduce_run"]

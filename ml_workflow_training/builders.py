@@ -86,7 +86,7 @@ class GridSearchSpecBuilder(_Builder):
         "Race the grid's candidates on growing samples instead of fitting each on all data."
         return self._set(strategy="halving_grid", factor=factor)
 
-# %% ../nbs/01a_builders.ipynb #58eec7b0
+# %% ../nbs/01a_builders.ipynb #f270c0c0
 class RandomSearchSpecBuilder(GridSearchSpecBuilder):
     "Fluent builder of a random search over lists or distributions."
     def __init__(self): super().__init__(); self._set(strategy="random")
@@ -95,6 +95,10 @@ class RandomSearchSpecBuilder(GridSearchSpecBuilder):
     def set_random_state(self, seed: int) -> "RandomSearchSpecBuilder": return self._set(random_state=seed)
     def use_successive_halving(self, factor: float = 3.0) -> "RandomSearchSpecBuilder":
         return self._set(strategy="halving_random", factor=factor)
+
+    def use_optuna(self, sampler: str = "tpe", pruner: str = "median", trials_at_once: int = 2) -> "RandomSearchSpecBuilder":
+        "Optuna instead (the optuna extra): `n_iter` trials at most, each learning from the ones before, hopeless ones pruned by fold."
+        return self._set(strategy="optuna", sampler=sampler, pruner=pruner, trials_at_once=trials_at_once)
 
 # %% ../nbs/01a_builders.ipynb #e2480857
 class CalibrationSpecBuilder(_Builder):

@@ -170,3 +170,21 @@ def test_a_scheduler_without_workers_is_one_clear_error(tmp_path):
             connect_engine(ComputeSpec(backend="dask", address=f"tcp://127.0.0.1:{port}", connect_timeout_s=2))
     finally:
         stop_process(proc)
+
+
+def test_an_optuna_study_on_the_cluster_runs_the_loky_trials(workdir, cluster):
+    pytest.importorskip("optuna", reason="the optuna extra is not installed: pip install -e '.[optuna]'")
+    from ml_workflow_training import TuningSpec
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    space = {"classifier__n_estimators": [20, 40], "classifier__learning_rate": {"dist": "loguniform", "low": 0.01, "high": 0.3}}
+    base = seed_spec(uri, ComputeSpec(), "optuna-dist").model_copy(update={
+        "tuning": TuningSpec(strategy="optuna", n_iter=6, cv_folds=3, param_grid=space), "calibration": None})
+    on_loky = run_training(base, verbose=False)
+    on_dask = run_training(base.model_copy(update={"compute": ComputeSpec(backend="dask", address=cluster)}), verbose=False)
+    trials = lambda r: [(c["number"], c["params"], c["state"], c["fold_scores"]) for c in r.tuning_summary["candidates"]]
+    assert trials(on_dask) == trials(on_loky) and len(trials(on_dask)) == 6
+    client = mlflow.MlflowClient(uri)
+    children = client.search_runs([client.get_run(on_dask.mlflow_run_id).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{on_dask.mlflow_run_id}'")
+    assert sorted(c.info.run_name for c in children) == [f"trial-{i:03d}" for i in range(6)]
+    assert client.get_run(on_dask.mlflow_run_id).data.tags["engine"] == "dask"
