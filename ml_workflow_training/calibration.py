@@ -141,13 +141,13 @@ def threshold_curve(y, proba_positive, positive, spec: ThresholdSpec, thresholds
 _OBJECTIVES = {"f1": lambda t, d: f1_score(t, d, zero_division=0.0), "balanced_accuracy": balanced_accuracy_score,
                "mcc": matthews_corrcoef}
 
-# %% ../nbs/06_calibration.ipynb #114df785
+# %% ../nbs/06_calibration.ipynb #66f8cfd3
 def choose_threshold(spec: ThresholdSpec, y, proba, classes) -> dict:
     "The best threshold for `spec` on out-of-fold `proba`: threshold, objective value there and at 0.5, and the curve."
     positive = classes[1]
     curve = threshold_curve(y, np.asarray(proba)[:, 1], positive, spec)
     best = int(np.argmax(curve[spec.objective].to_numpy()))
-    at_half = threshold_curve(y, np.asarray(proba)[:, 1], positive, spec, thresholds=[0.5])[spec.objective].iloc[0]
+    at_half = curve.loc[np.isclose(curve["threshold"], 0.5), spec.objective].iloc[0]  # the default's value, for comparison
     return dict(objective=spec.objective, threshold=float(curve["threshold"].iloc[best]), value=float(curve[spec.objective].iloc[best]),
                 value_at_half=float(at_half), positive=positive, curve=curve)
 

@@ -136,9 +136,9 @@ def _decide(spec: TrainingSpec, r: TrainingResult, X, y, step) -> None:
         name, sign = ("cost per row", -1) if t["objective"] == "cost" else (t["objective"], 1)
         note["text"] = f"{name} {sign * t['value']:.4f} at {t['threshold']:.2f} ({sign * t['value_at_half']:.4f} at 0.5), out-of-fold"
 
-# %% ../nbs/08_workflow.ipynb #23411bca
-def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step) -> None:
-    "Test metrics, feature importance and figures, on the test set or else from out-of-fold predictions."
+# %% ../nbs/08_workflow.ipynb #3124312a
+def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step) -> np.ndarray | None:
+    "Test metrics, feature importance and figures, on the test set or else from out-of-fold predictions; the test probabilities."
     model = r.pipeline
     with step("evaluate") as note:
         metrics = metrics_for_classes(spec.validation.metrics, len(model.classes_))
@@ -148,7 +148,7 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
             figure_data = (np.asarray(y_test), proba, model.classes_)
             note["text"] = f"test {spec.validation.primary_metric} {r.test_metrics.get(spec.validation.primary_metric, float('nan')):.4f} on {len(y_test)} rows"
         else:
-            p = r.cv["predictions"]
+            p, proba = r.cv["predictions"], None
             figure_data, note["text"] = (p["y"], p["proba"], p["classes"]), "figures from out-of-fold predictions"
         n, seed = spec.validation.evaluation_sample, spec.validation.random_state or 0
         budget = max(2.0, 0.1 * (r.cv["seconds"] if r.cv else step.durations.get("refit", 0.0)))  # a tenth of the training it explains
@@ -156,8 +156,9 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
                                                   random_state=seed, max_rows=n, time_budget_s=budget)
         fig_proba, fig_y = evaluation_sample(figure_data[1], figure_data[0], n, seed)  # the probabilities' rows, with their labels
         r.figures = prediction_figures(fig_y, fig_proba, figure_data[2], importance=r.feature_importance)
+    return proba
 
-# %% ../nbs/08_workflow.ipynb #1b94d4a2
+# %% ../nbs/08_workflow.ipynb #6b158295
 def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> TrainingResult:
     "Tune, refit, calibrate, cross-validate and evaluate: the model and everything measured about it."
     r = TrainingResult(spec)
@@ -175,13 +176,13 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> Trainin
             r.cv = cross_validate_model(estimator, X, y, spec.validation, groups=groups, return_predictions=True)
             note["text"] = f"{spec.validation.cv_folds} folds of the {r.cv_of}: {spec.validation.primary_metric} {r.cv_score:.4f} +/- {r.cv_std:.4f}"
     if spec.threshold: _decide(spec, r, X, y, step)
-    _evaluate(spec, r, X, y, X_test, y_test, step)
+    test_proba = _evaluate(spec, r, X, y, X_test, y_test, step)
     if r.tuning_summary and "states" in r.tuning_summary: r.figures.update(study_figures(r.tuning_summary))
     if r.threshold:
         r.figures["threshold"] = threshold_figure(r.threshold)
-        if X_test is not None:  # the objective on the test set, at the chosen threshold
-            r.threshold["test_value"] = float(threshold_curve(y_test, r.pipeline.predict_proba(X_test)[:, 1], r.threshold["positive"],
-                                                              spec.threshold, [r.threshold["threshold"]])[spec.threshold.objective].iloc[0])
+        if test_proba is not None:  # the objective on the test set, at the chosen threshold
+            r.threshold["test_value"] = float(threshold_curve(y_test, test_proba[:, 1], r.threshold["positive"], spec.threshold,
+                                                              [r.threshold["threshold"]])[spec.threshold.objective].iloc[0])
     return r
 
 # %% ../nbs/08_workflow.ipynb #b361bd36
@@ -249,16 +250,17 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
         fingerprint = dataset_fingerprint(X, y)
     return dict(X=X, y=y, X_test=X_test, y_test=y_test, source=source, lineage=lineage, fingerprint=fingerprint)
 
-# %% ../nbs/08_workflow.ipynb #4fca67ee
-def _connect_engine(spec: ComputeSpec, step: StepTimer):
-    "The run's Dask client, checked before any data is read."
+# %% ../nbs/08_workflow.ipynb #5da299ea
+def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, str]]:
+    "The run's engine: its Dask client, checked before any data is read (None on loky), and the tags that say where it ran."
+    if spec.backend != "dask": return None, engine_tags(spec)
     with step("engine") as note:
         client = connect_engine(spec)
         tags = engine_tags(spec, client)
         note["text"] = f"{spec.address}: {tags['engine.workers']} workers, {tags['engine.cores']} cores"
-    return client
+    return client, tags
 
-# %% ../nbs/08_workflow.ipynb #a2cbfbc5
+# %% ../nbs/08_workflow.ipynb #e95d71ef
 def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None, y=None, X_test: pd.DataFrame | None = None,
                  y_test=None, verbose: bool = True, parent_run_id: str | None = None, run_tags: dict | None = None) -> TrainingResult:
     "Carry out one training run as `spec` (a TrainingSpec or a YAML/JSON file) says; return its results."
@@ -269,9 +271,10 @@ def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None,
         with step("connect") as note:
             recorder.connect()
             note["text"] = f"{spec.mlflow.tracking_uri}, experiment {spec.mlflow.experiment_name!r}"
-    with contextlib.closing(_connect_engine(spec.compute, step)) if spec.compute.backend == "dask" else contextlib.nullcontext() as client:
+    client, engine = _connect_engine(spec.compute, step)
+    with contextlib.closing(client) if client is not None else contextlib.nullcontext():
         data = _prepare(spec, X, y, X_test, y_test, step)
-        tags = {**(run_tags or {}), **engine_tags(spec.compute, client)}
+        tags = {**(run_tags or {}), **engine}
         with stop_on_sigterm(), recorder.run(parent_run_id, tags) if recorder else contextlib.nullcontext():
             try:
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):
