@@ -21,7 +21,7 @@ from .specs import CalibrationSpec, ThresholdSpec, ValidationSpec
 
 # %% auto #0
 __all__ = ['GroupsFromColumn', 'calibration_folds', 'calibrated_cv', 'ClassifierCalibration', 'threshold_curve',
-           'choose_threshold', 'with_threshold', 'threshold_figure']
+           'choose_threshold', 'with_threshold', 'without_threshold', 'threshold_figure']
 
 # %% ../nbs/06_calibration.ipynb #24ba6064
 def _is_fitted(est) -> bool:
@@ -156,6 +156,11 @@ def with_threshold(model, threshold: float, X, y):
     "The fitted binary `model`, labelling with `threshold` on its positive-class probability; its probabilities unchanged."
     return FixedThresholdClassifier(FrozenEstimator(model), threshold=threshold, response_method="predict_proba",
                                     pos_label=model.classes_[1]).fit(X, y)
+
+# %% ../nbs/06_calibration.ipynb #93188e15
+def without_threshold(model):
+    "The model a `with_threshold` wrapper labels for (any other model as it is)."
+    return model.estimator.estimator if isinstance(model, FixedThresholdClassifier) and isinstance(model.estimator, FrozenEstimator) else model
 
 # %% ../nbs/06_calibration.ipynb #10b20b69
 def threshold_figure(choice: dict):

@@ -232,15 +232,16 @@ def sweep_main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     return run_command(lambda: _sweep(a))
 
-# %% ../nbs/09_cli.ipynb #1773db25
+# %% ../nbs/09_cli.ipynb #97cd1f50
 def _sweep(a) -> int:
     from ml_workflow_training.notebook import sweep
     cfg = yaml.safe_load(Path(a.path).read_text()) if Path(a.path).exists() else None
     if cfg is None: raise SpecError([("", f"sweep file not found or empty: {a.path}")], "invalid sweep")
     sets = cfg.get("runs") or cfg.get("grid")
     if not sets: raise SpecError([("", "the sweep file needs `runs:` (a list of parameter sets) or `grid:` (lists to combine)")], "invalid sweep")
-    table = sweep(sets, base=cfg.get("base"), max_parallel=a.max_parallel, out_dir=a.out_dir)
-    print(table.drop(columns=["error"]).to_string(index=False))
+    table = sweep(sets, base=cfg.get("base"), max_parallel=a.max_parallel, out_dir=a.out_dir, name=Path(a.path).stem)
+    print(table.drop(columns=["error"]).round({"cv_score": 4, "cv_std": 4, "seconds": 1}).to_string(index=False, na_rep="-"))
     for row in table[table["status"] == "FAILED"].itertuples(): print(f"run {row.run} failed: {row.error}")
-    print(f"parent MLflow run {table.attrs['parent_run_id']}")
+    print(f"registry: {table.attrs['registration']}")
+    print(f"parent MLflow run {table.attrs['parent_run_id']} ({Path(a.path).stem})")
     return 1 if (table["status"] == "FAILED").any() else 0

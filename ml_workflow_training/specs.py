@@ -461,7 +461,7 @@ class ValidationSpec(Spec):
             raise ValueError("split 'time_series' keeps time order: set shuffle to false")
         return self
 
-# %% ../nbs/01_specs.ipynb #fd2e47e8
+# %% ../nbs/01_specs.ipynb #e045db38
 _URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -477,6 +477,10 @@ class RegistrySpec(Spec):
     "register only when this cross-validated metric..."
     gate_threshold: float | None = None
     "...is at least this (at most, for losses)"
+    challenge: bool = True
+    "move the alias only when the new version beats the one holding it on validation.primary_metric, same data and folds"
+    margin: float = Field(0.0, ge=0)
+    "how much better the new version must score to take the alias (0: at least as good)"
 
     @field_validator("alias")
     @classmethod

@@ -67,6 +67,14 @@ def test_package_cli_logs_executed_notebook_and_html(workdir):
     assert arts == {"notebook/cli.ipynb", "notebook/cli.html"}
     logged = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notebook/cli.ipynb", tracking_uri=uri))
     assert read_result(logged)["mlflow_run_id"] == run.info.run_id  # the logged copy is the complete, final notebook
+    report = nbformat.read(str(workdir / "data/runs/cli.ipynb"), as_version=4)  # it reads as a report
+    outputs = [o for c in report.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]  # nothing a user can do nothing about
+    summary = next(o for o in outputs if o.output_type == "display_data").data["text/markdown"]  # the first screen, filled in
+    assert "**Cross-validated**" in summary and "accuracy 0." in summary and "±" in summary and "**Registry**" in summary
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # all five figures
+    html = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notebook/cli.html", tracking_uri=uri)).read_text()
+    assert "**Registry**" not in html and "Registry" in html and "_baseline" not in html and "spec_from_notebook" not in html
     copied = subprocess.run([str(BIN / "mlwt-notebook"), "copy", "mine.ipynb"], cwd=workdir, capture_output=True, text=True)
     assert copied.returncode == 0 and (workdir / "mine.ipynb").read_bytes() == template_path().read_bytes()
 
@@ -112,7 +120,7 @@ def test_six_concurrent_runs_on_one_sqlite_store_lose_nothing(workdir):
     assert {r.info.run_id for r in children} == set(table["mlflow_run_id"].dropna())
     counts = {len(r.data.metrics) for r in children}
     assert len(counts) == 1 and counts.pop() >= 25  # every run holds every metric
-    for r in children: assert len(client.get_metric_history(r.info.run_id, "cv_accuracy")) == 5
+    for r in children: assert len(client.get_metric_history(r.info.run_id, "cv_accuracy_fold")) == 5
     assert client.get_run(parent).data.tags["sweep.failed"] == "1"
 
 

@@ -66,7 +66,7 @@ def test_eight_runs_at_once_against_the_team_server(team_server, postgres_url, t
     keys = {frozenset(r.data.metrics) for r in runs}
     assert len(keys) == 1 and {"cv_accuracy_mean", "cv_accuracy_std", "duration_register_s"} <= next(iter(keys))  # 0 metrics missing
     for r in runs:
-        assert [m.step for m in client.get_metric_history(r.info.run_id, "cv_accuracy")] == [0, 1, 2]  # every fold
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "cv_accuracy_fold")] == [0, 1, 2]  # every fold
         source = r.data.tags["dataset.training.source"]
         assert source.startswith("postgresql") and source.endswith("/postgres#team_data"), source  # read from PostgreSQL
     versions = client.search_model_versions("name='team_model'")

@@ -44,14 +44,17 @@ def test_seed_workflow_example_end_to_end(workdir, capsys):
     assert tags["version"] == "1.0" and tags["team"] == "ml-eng" and tags["spec_hash"] == results["spec_hash"]
     assert tags["registered"] == "true" and tags["dataset.training.content_hash"] == results["data_fingerprint"]["content_hash"]
     assert params["tuning.param_grid.classifier__n_estimators"] == "[50, 100, 200]"
-    assert params["calibration.method"] == "sigmoid" and "versions.scikit-learn" in params
+    assert params["calibration.method"] == "sigmoid" and not any(v in ("None", "[]", "{}") for v in params.values())
+    assert params["features.0.numeric"].startswith("20 columns: feature_0, feature_1") and not any(k.startswith("versions.") for k in params)
+    run = client.get_run(run_id)
+    assert "scikit-learn" in run.data.tags["versions"] and run.info.run_name.startswith("gradient_boost_v1-gradient_boosting-")
     assert metrics["cv_accuracy_mean"] == pytest.approx(results["cv_score"])
     assert {"cv_roc_auc_std", "calibration_log_loss_after", "duration_tune_s", "duration_log_s"} <= set(metrics)
-    folds = client.get_metric_history(run_id, "cv_accuracy")
+    folds = client.get_metric_history(run_id, "cv_accuracy_fold")
     assert [m.step for m in folds] == [0, 1, 2, 3, 4]
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"spec.yaml", "feature_importance.csv", "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png",
-            "plots/confusion_matrix.png", "plots/feature_importance.png"} <= artifacts
+            "plots/confusion_matrix.png", "plots/feature_importance.png", "model_card.md", "versions.json"} <= artifacts
     assert TrainingSpec.from_yaml(mlflow.artifacts.load_text(f"runs:/{run_id}/spec.yaml")).spec_hash() == results["spec_hash"]
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(children) == 6
@@ -60,7 +63,7 @@ def test_seed_workflow_example_end_to_end(workdir, capsys):
     version = client.get_model_version_by_alias("gradient_boost_v1", "staging")
     assert str(version.version) == results["model_version"] == "1" and version.run_id == run_id
     loaded = mlflow.pyfunc.load_model("models:/gradient_boost_v1@staging")
-    np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), results["pipeline"].predict(X))
+    np.testing.assert_array_equal(loaded.predict(model_input_frame(X))["label"], results["pipeline"].predict(X))
     flavor = mlflow.models.get_model_info("models:/gradient_boost_v1@staging").flavors["sklearn"]
     assert flavor["serialization_format"] == "skops" and "sklearn.tree._tree.Tree" in flavor["skops_trusted_types"]
 
@@ -155,23 +158,25 @@ def test_remote_tracking_server(workdir, mlflow_server):
     assert "plots/roc.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     mlflow.set_tracking_uri(mlflow_server)
     X, _ = load_data()
-    loaded = mlflow.pyfunc.load_model("models:/small_gb@staging")
-    np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), results["pipeline"].predict(X))
+    loaded = mlflow.pyfunc.load_model("models:/small_gb@staging")  # the served face: labels and probabilities
+    np.testing.assert_array_equal(loaded.predict(model_input_frame(X))["label"], results["pipeline"].predict(X))
     checked = load_model("models:/small_gb@staging", tracking_uri=mlflow_server)  # the project's loader, over HTTP
     np.testing.assert_allclose(checked.predict_proba(X), results["pipeline"].predict_proba(X))
 
 
-def served_predictions(workdir, model_uri: str, sample) -> np.ndarray:
-    "Predictions of `model_uri` from a real `mlflow models serve` over HTTP."
+def served_predictions(workdir, model_uri: str, sample) -> pd.DataFrame:
+    "Predictions of `model_uri` from a real `mlflow models serve` over HTTP: a label and a probability per class, each row."
     port = free_port()
     proc = start_process([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
                           "--host", "127.0.0.1", "--port", str(port)], workdir / "serve.log",
                          env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PATH": f"{BIN}:/usr/bin:/bin"})
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=120)
-        body = json.dumps({"dataframe_split": json.loads(model_input_frame(sample).to_json(orient="split", index=False))}).encode()
+        frame = model_input_frame(sample)  # exact floats (pandas' to_json keeps 10 digits: enough to move a row across a tree's split)
+        rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+        body = json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": rows}}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r: return np.asarray(json.loads(r.read())["predictions"])
+        with urllib.request.urlopen(req, timeout=60) as r: return pd.DataFrame(json.loads(r.read())["predictions"])
     finally:
         stop_process(proc)
 
@@ -179,7 +184,12 @@ def served_predictions(workdir, model_uri: str, sample) -> np.ndarray:
 def test_registered_model_served_over_http(workdir):
     results = run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
     X, _ = load_data()
-    np.testing.assert_array_equal(served_predictions(workdir, "models:/small_gb@staging", X.head(50)), results["pipeline"].predict(X.head(50)))
+    served = served_predictions(workdir, "models:/small_gb@staging", X.head(50))
+    assert list(served.columns) == ["label", "proba_0", "proba_1"]
+    np.testing.assert_array_equal(served["label"], results["pipeline"].predict(X.head(50)))
+    np.testing.assert_allclose(served[["proba_0", "proba_1"]].to_numpy(), results["pipeline"].predict_proba(X.head(50)), rtol=0, atol=1e-12)
+    signature = mlflow.models.get_model_info("models:/small_gb@staging").signature  # the documented output schema
+    assert [c.name for c in signature.outputs.inputs] == ["label", "proba_0", "proba_1"]
 
 
 def test_multiclass_blend_with_string_labels_served_over_http(workdir):
@@ -194,8 +204,9 @@ def test_multiclass_blend_with_string_labels_served_over_http(workdir):
                            X=X, y=labels, verbose=False)
     assert results.registered and set(results.pipeline.classes_) == {"ant", "bee", "cat"}
     served = served_predictions(workdir, f"models:/{spec.model.name}@staging", X.head(60))
-    np.testing.assert_array_equal(served, results.pipeline.predict(X.head(60)))
-    assert set(served) <= {"ant", "bee", "cat"}
+    np.testing.assert_array_equal(served["label"], results.pipeline.predict(X.head(60)))
+    assert set(served["label"]) <= {"ant", "bee", "cat"} and list(served.columns) == ["label", "proba_ant", "proba_bee", "proba_cat"]
+    np.testing.assert_allclose(served[["proba_ant", "proba_bee", "proba_cat"]].to_numpy(), results.pipeline.predict_proba(X.head(60)), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("model_type, calibration", [
@@ -219,8 +230,9 @@ def test_every_model_type_saves_with_skops_and_reloads(tmp_path, model_type, cal
         info = log_model(model, X)
     flavor = mlflow.models.get_model_info(info.model_uri).flavors["sklearn"]
     assert flavor["serialization_format"] == "skops"
-    loaded = mlflow.pyfunc.load_model(info.model_uri)
-    np.testing.assert_array_equal(loaded.predict(model_input_frame(X)), model.predict(X))
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(model_input_frame(X))
+    np.testing.assert_array_equal(served["label"], model.predict(X))
+    np.testing.assert_allclose(served[[f"proba_{c}" for c in model.classes_]].to_numpy(), model.predict_proba(X), rtol=0, atol=1e-12)
     mlflow.set_tracking_uri(None)
 
 
@@ -256,8 +268,8 @@ def test_multiclass_with_the_default_spec_trains_registers_and_serves(workdir, n
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
     served = mlflow.pyfunc.load_model("models:/multi@staging").predict(model_input_frame(X))
     local = mlflow.sklearn.load_model("models:/multi@staging")
-    np.testing.assert_array_equal(np.asarray(served), local.predict(X))
-    assert set(np.unique(served)) <= set(range(n_classes))
+    np.testing.assert_array_equal(served["label"], local.predict(X))
+    assert set(np.unique(served["label"])) <= set(range(n_classes))
     labels = np.array(["ant", "bee", "cat", "dog", "eel"])[: n_classes][y.to_numpy()]  # string labels, through the Python API
     r = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"enabled": False})}), X=X, y=labels, verbose=False)
     assert set(r.pipeline.classes_) == set(labels) and r.cv_score > 1.5 / n_classes
@@ -402,7 +414,7 @@ def test_a_decision_threshold_is_chosen_out_of_fold_and_the_registered_model_lab
     np.testing.assert_allclose(proba, results["pipeline"].predict_proba(X))  # probabilities: the calibrated model's
     np.testing.assert_array_equal(registered.predict(X), (proba[:, 1] >= t).astype(int))  # labels: the chosen threshold
     served = mlflow.pyfunc.load_model("models:/small_gb@staging").predict(model_input_frame(X))
-    np.testing.assert_array_equal(np.asarray(served), (proba[:, 1] >= t).astype(int))
+    np.testing.assert_array_equal(served["label"], (proba[:, 1] >= t).astype(int))
     assert ((proba[:, 1] >= 0.5) != (proba[:, 1] >= t)).any()  # the threshold changed some decisions
 
     generate_database("data/ml_workflow.db", table="multi", n_classes=3)
