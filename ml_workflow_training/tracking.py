@@ -451,7 +451,7 @@ def register_version(model_uri: str, name: str, tags: dict[str, str], descriptio
         raise
     return version
 
-# %% ../nbs/07_tracking.ipynb #96b3088d
+# %% ../nbs/07_tracking.ipynb #34923aa7
 def promote(name: str, version: str, alias: str, challenge: Callable[[Any], tuple[bool, str]] | None) -> tuple[bool, str]:
     "Point `alias` at `version` when `challenge(holder)` says it wins (always, when None); the decision, said."
     import mlflow
@@ -464,10 +464,11 @@ def promote(name: str, version: str, alias: str, challenge: Callable[[Any], tupl
             if (now.version if now else None) != (holder.version if holder else None): continue
             if won: client.set_registered_model_alias(name, alias, version)
         break
+    else: won, why = False, "other runs kept moving the alias while this version was scored: it stays where they left it"
     client.set_model_version_tag(name, version, "challenge", why[:5000])
     client.set_model_version_tag(name, version, "challenge.won", str(won).lower())
     if holder is not None: client.set_model_version_tag(name, version, "challenge.incumbent_version", str(holder.version))
-    return won, (f"as @{alias}" if won else f"but @{alias} stays on version {holder.version}") + f" ({why})"
+    return won, (f"as @{alias}" if won else f"but @{alias} stays on version {holder.version if holder else 'another run set'}") + f" ({why})"
 
 # %% ../nbs/07_tracking.ipynb #ce21577e
 def unregister(name: str, version: str) -> None:

@@ -35,7 +35,7 @@ def to_scipy(value: list | Distribution):
     if value.dist == "loguniform": return stats.loguniform(value.low, value.high)
     return stats.randint(int(value.low), int(value.high))
 
-# %% ../nbs/05_tuning.ipynb #f82d7e83
+# %% ../nbs/05_tuning.ipynb #0eb8d98e
 class _Search:
     "Shared behaviour of the searches: build from the spec, fit with capped threads, report."
     def __init__(self, tuning_spec: TuningSpec, verbose: int = 0):
@@ -43,12 +43,18 @@ class _Search:
 
     def _make(self, pipeline, cv, scorer): raise NotImplementedError
 
-    def fit(self, pipeline, X, y, groups=None, cv=None) -> "_Search":
-        "Search over `pipeline` on `(X, y)`; `cv` defaults to stratified, shuffled folds."
+    def _checked_cv(self, X, y, groups=None, cv=None):
+        "The folds to score candidates on (stratified and shuffled unless given), checked against the target first."
         spec = self.tuning_spec
         check_target(y, spec.cv_folds)
         cv = cv if cv is not None else StratifiedKFold(spec.cv_folds, shuffle=True, random_state=spec.random_state)
         check_training_folds(cv, X, y, groups)
+        return cv
+
+    def fit(self, pipeline, X, y, groups=None, cv=None) -> "_Search":
+        "Search over `pipeline` on `(X, y)`; `cv` defaults to stratified, shuffled folds."
+        spec = self.tuning_spec
+        cv = self._checked_cv(X, y, groups, cv)
         self.search_ = self._make(pipeline, cv, MetricsScorer([spec.scoring], sign_losses=True))
         t0 = time.perf_counter()
         with parallel_fits(spec.n_jobs): self.search_.fit(X, y, groups=groups)
@@ -153,7 +159,7 @@ def _suggest(trial, name: str, values: list | Distribution):
     if values.dist == "randint": return trial.suggest_int(name, int(values.low), int(values.high) - 1)
     return trial.suggest_float(name, values.low, values.high, log=values.dist == "loguniform")
 
-# %% ../nbs/05_tuning.ipynb #e2396b32
+# %% ../nbs/05_tuning.ipynb #0c7fd25f
 class OptunaSearch(_Search):
     "Optuna's TPE sampler and median pruner, trials evaluated fold by fold in fixed batches on the run's engine."
     def _study(self):
@@ -168,10 +174,8 @@ class OptunaSearch(_Search):
         "Run the study on `(X, y)`, then refit the best trial's pipeline on all of it."
         import optuna
         s = self.tuning_spec
-        check_target(y, s.cv_folds)
-        cv = cv if cv is not None else StratifiedKFold(s.cv_folds, shuffle=True, random_state=s.random_state)
-        check_training_folds(cv, X, y, groups)
-        folds, scorer = list(cv.split(X, y, groups)), MetricsScorer([s.scoring], sign_losses=True)
+        folds = list(self._checked_cv(X, y, groups, cv).split(X, y, groups))
+        scorer = MetricsScorer([s.scoring], sign_losses=True)
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is what the child runs are for
         self.study_, self.trials_, t0 = self._study(), [], time.perf_counter()

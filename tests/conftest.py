@@ -101,3 +101,14 @@ def postgres_url():
                  f"-p {port} -h 127.0.0.1 -k {data}", "start")
     try: yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally: _as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(data / "db"), "-m", "fast", "stop")
+
+
+def entry_point_command(entry: str, params: dict, out, sweep_runs: list[dict], workdir: Path) -> list[str]:
+    "The command running the training notebook with `params` through `entry`: mlwt-notebook, plain papermill, or mlwt-sweep over `sweep_runs`."
+    import yaml
+    from ml_workflow_training.notebook import template_path
+    pairs = [x for k, v in params.items() for x in ("-p", k, str(v))]  # papermill's -p reads values as typed: "optuna", 30, False
+    if entry == "mlwt-notebook": return [str(BIN / "mlwt-notebook"), "run", "-o", str(out), *pairs]
+    if entry == "papermill": return [str(BIN / "papermill"), str(template_path()), str(out), *pairs]
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": params, "runs": sweep_runs}))
+    return [str(BIN / "mlwt-sweep"), "sweep.yaml"]

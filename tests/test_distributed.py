@@ -11,7 +11,7 @@ from joblib import Parallel, delayed, parallel_config
 
 distributed = pytest.importorskip("distributed", reason="the distributed extra is not installed: pip install -e '.[distributed]'")
 
-from conftest import BIN, free_port, start_process, stop_process
+from conftest import BIN, entry_point_command, free_port, start_process, stop_process
 from ml_workflow_training import (CalibrationSpecBuilder, ComputeSpec, EngineError, FeatureSpecBuilder, GridSearchSpecBuilder,
                                   MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, reproduce_run, run_ml_workflow,
                                   run_training)
@@ -79,16 +79,8 @@ def test_seed_grid_on_the_cluster_equals_loky(workdir, cluster):
 
 @pytest.mark.parametrize("entry", ["mlwt-notebook", "papermill", "mlwt-sweep"])
 def test_the_training_notebook_runs_its_fits_on_the_cluster(workdir, cluster, entry):
-    import yaml
-    from ml_workflow_training.notebook import template_path
     params = {"dask_address": cluster, "tuning": False, "calibration": False, "n_estimators": 30, "experiment": f"nb-{entry}"}
-    if entry == "mlwt-notebook":
-        cmd = [str(BIN / "mlwt-notebook"), "run", "-o", "data/runs/dask.ipynb", *[x for k, v in params.items() for x in ("-p", k, str(v))]]
-    elif entry == "papermill":
-        cmd = [str(BIN / "papermill"), str(template_path()), "data/runs/dask.ipynb", "-y", yaml.safe_dump(params)]
-    else:
-        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": params, "runs": [{"n_estimators": 20}, {"n_estimators": 30}]}))
-        cmd = [str(BIN / "mlwt-sweep"), "sweep.yaml"]
+    cmd = entry_point_command(entry, params, "data/runs/dask.ipynb", [{"n_estimators": 20}, {"n_estimators": 30}], workdir)
     r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")

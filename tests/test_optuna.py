@@ -6,11 +6,10 @@ import subprocess
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 
 pytest.importorskip("optuna", reason="the optuna extra is not installed: pip install -e '.[optuna]'")
 
-from conftest import BIN
+from conftest import BIN, entry_point_command
 from ml_workflow_training import FeatureSpecBuilder, MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, TuningSpec, run_ml_workflow
 from ml_workflow_training.specs import ValidationSpec
 from ml_workflow_training.tracking import TRIAL_STATUS
@@ -76,17 +75,10 @@ def test_every_trial_is_a_child_run_with_its_state_and_the_study_is_logged(workd
 
 @pytest.mark.parametrize("entry", ["mlwt-notebook", "papermill", "mlwt-sweep"])
 def test_the_training_notebook_runs_an_optuna_search_and_shows_its_history(workdir, entry):
-    from ml_workflow_training.notebook import template_path
     # the seed's spec with search optuna: its grid's lists become the trials' choices
     params = {"search": "optuna", "n_estimators": 30, "calibration": False, "experiment": f"nb-{entry}", "time_budget_s": 600}
     out = workdir / "data" / "runs" / "optuna.ipynb"
-    if entry == "mlwt-notebook":
-        cmd = [str(BIN / "mlwt-notebook"), "run", "-o", str(out), *[x for k, v in params.items() for x in ("-p", k, str(v))]]
-    elif entry == "papermill":  # papermill's -p gives strings and numbers as typed: "optuna", 30, False
-        cmd = [str(BIN / "papermill"), str(template_path()), str(out), *[x for k, v in params.items() for x in ("-p", k, str(v))]]
-    else:
-        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": params, "runs": [{"max_depth": 2}, {"max_depth": 3}]}))
-        cmd = [str(BIN / "mlwt-sweep"), "sweep.yaml"]
+    cmd = entry_point_command(entry, params, out, [{"max_depth": 2}, {"max_depth": 3}], workdir)
     r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
