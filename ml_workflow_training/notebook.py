@@ -27,7 +27,8 @@ from .tracking import finish_sweep_run, log_executed_notebook, start_sweep_run
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters', 'typed_parameters', 'spec_from_parameters',
            'template_path', 'has_parameters_cell', 'copy_template', 'spec_from_notebook', 'summary_markdown',
-           'show_summary', 'emit_record', 'read_result', 'run_notebook', 'expand_grid', 'sweep', 'leaderboard']
+           'show_summary', 'show_figures', 'emit_record', 'read_result', 'run_notebook', 'expand_grid', 'sweep',
+           'leaderboard']
 
 # %% ../nbs/10_notebook.ipynb #db72f1ce
 PARAMETERS: dict[str, str] = {
@@ -159,6 +160,16 @@ def show_summary(spec: TrainingSpec, results=None) -> None:
     "Show (first call) or fill in (with `results`) the summary at the top of the training notebook."
     from IPython.display import Markdown, display
     display(Markdown(summary_markdown(spec, results)), display_id="mlwt-summary", update=results is not None)
+
+# %% ../nbs/10_notebook.ipynb #38052d48
+def show_figures(figures: dict) -> None:
+    "Display each figure as a PNG image, whatever matplotlib backend the kernel has (`MPLBACKEND=Agg` shows no figure otherwise)."
+    import io
+    from IPython.display import Image, display
+    for figure in figures.values():
+        png = io.BytesIO()
+        figure.savefig(png, format="png", bbox_inches="tight", dpi=80)
+        display(Image(png.getvalue()))
 
 # %% ../nbs/10_notebook.ipynb #30478ace
 RESULT_PREFIX = "mlwt-result: "

@@ -614,7 +614,7 @@ def _end_if_active(run_id: str) -> None:
             mlflow.set_tags({"error": "the process exited while the run was open", "registered": "false"})
             mlflow.end_run("KILLED")
 
-# %% ../nbs/07_tracking.ipynb #12ce47a2
+# %% ../nbs/07_tracking.ipynb #f2d80ff8
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
     def __init__(self, spec: TrainingSpec):
@@ -720,9 +720,10 @@ class RunRecorder:
         for k, v in tags.items(): client.set_tag(self.run_id, k, v)
 
     @classmethod
-    def of_run(cls, run_id: str, registry: RegistrySpec | None = None) -> "RunRecorder":
+    def of_run(cls, run_id: str, registry: RegistrySpec | None = None, tracking_uri: str | None = None) -> "RunRecorder":
         "A recorder for a run that already ended, with what registration reads from its record (spec, card, scores); `registry` overrides its spec's."
         import mlflow
+        if tracking_uri: mlflow.set_tracking_uri(tracking_uri)
         client = mlflow.MlflowClient()
         run = client.get_run(run_id)
         with tempfile.TemporaryDirectory() as d, _no_progress_bar():
@@ -732,6 +733,7 @@ class RunRecorder:
         recorder.run_id, recorder.card, recorder.spec_hash = run_id, card, run.data.tags.get("spec_hash", spec.spec_hash())
         recorder.fingerprint = {"content_hash": run.data.tags.get("dataset.training.content_hash", "")}
         recorder.metric_tags = {k: v for k, v in run.data.tags.items() if k.startswith(("metric.", "calibration."))}
+        recorder.run_metrics, recorder.model_uri = dict(run.data.metrics), run.data.tags.get("model_uri")
         return recorder
 
     def version_tags(self, headline: dict[str, float]) -> dict[str, str]:

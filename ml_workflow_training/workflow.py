@@ -216,16 +216,14 @@ def _incumbent_scorer(spec: TrainingSpec, fingerprint: dict, cross_validated: bo
         return compute_metrics(y_test, fitted.predict_proba(X_test), fitted.classes_, [metric])[metric], "refit now, scored on this run's holdout"
     return score
 
-# %% ../nbs/08_workflow.ipynb #8083a724
+# %% ../nbs/08_workflow.ipynb #d53208a9
 def register_run(run_id: str, tracking_uri: str | None = None, registry: RegistrySpec | None = None) -> tuple[bool, str, str | None]:
     "Register ended run `run_id`'s logged model as its spec (or `registry`) says: (registered, why, version)."
-    import mlflow
-    if tracking_uri: mlflow.set_tracking_uri(tracking_uri)
-    recorder = RunRecorder.of_run(run_id, registry)
-    spec, run = recorder.spec, mlflow.MlflowClient().get_run(run_id)
+    recorder = RunRecorder.of_run(run_id, registry, tracking_uri)
+    spec = recorder.spec
     cross_validated = spec.validation.strategy != "holdout"
     prefix = "cv_" if cross_validated else "test_"
-    headline = {k.removeprefix(prefix).removesuffix("_mean" if cross_validated else ""): v for k, v in run.data.metrics.items()
+    headline = {k.removeprefix(prefix).removesuffix("_mean" if cross_validated else ""): v for k, v in recorder.run_metrics.items()
                 if k.startswith(prefix) and (k.endswith("_mean") or not cross_validated)}
 
     def score_incumbent(holder):
@@ -233,7 +231,7 @@ def register_run(run_id: str, tracking_uri: str | None = None, registry: Registr
             return _incumbent_scorer(spec, recorder.fingerprint, cross_validated, None, None, None, None)(holder)
         d = _prepare(spec, None, None, None, None, StepTimer(False))  # only now: the incumbent must be measured on this data
         return _incumbent_scorer(spec, recorder.fingerprint, cross_validated, d["X"], d["y"], d["X_test"], d["y_test"])(holder)
-    return recorder.register(headline, run.data.tags.get("model_uri"), score_incumbent)
+    return recorder.register(headline, recorder.model_uri, score_incumbent)
 
 # %% ../nbs/08_workflow.ipynb #4cd35202
 def _headline(r: TrainingResult) -> dict[str, float]:
