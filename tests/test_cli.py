@@ -86,3 +86,28 @@ def test_notebook_run_help_lists_its_parameters(tmp_path):
     from ml_workflow_training.notebook import PARAMETERS
     text = run(["mlwt-notebook", "run", "--help"], tmp_path).stdout
     assert all(name in text for name in PARAMETERS)
+
+
+def test_a_terminal_sees_live_progress_and_a_pipe_only_the_step_lines(workdir):
+    "Progress, not noise: on a terminal each long step redraws a live line (fits done of planned); piped output has none."
+    import os
+    import pty
+    import re
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(BIN / "mlwt-train")], cwd=workdir, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = bytearray()
+    while True:
+        try: chunk = os.read(master, 65536)
+        except OSError: break  # the terminal closed: the process is done
+        if not chunk: break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")[-2000:]
+    text = seen.decode(errors="replace")
+    frames = [f for f in text.split("\r\x1b[K") if f.startswith("[tune")]
+    assert any(re.search(r"\] +\d+\.\d s  \d+/30 fits, about \d+ s left", f) for f in frames), frames[-5:]
+    assert len(frames) > 2 and "candidates, best accuracy" in frames[-1]  # live frames, then the step's own line
+
+    piped = subprocess.run([str(BIN / "mlwt-train")], cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert piped.returncode == 0 and "\r" not in piped.stdout and piped.stdout.count("[tune          ]") == 1

@@ -31,6 +31,16 @@ def test_shipped_template_equals_the_nbs_source():
     assert "IN_TEST" not in template_path().read_text()  # no test-only branch in what users receive
 
 
+def test_template_plumbing_is_hidden_in_jupyterlab_and_left_out_of_the_html():
+    cells = nbformat.read(str(template_path()), as_version=4).cells
+    plumbing = [c for c in cells if c.source.startswith("_baseline = set(globals())") or "emit_record" in c.source]
+    assert len(plumbing) == 2
+    for c in plumbing:  # collapsed when a user opens the notebook, absent from the logged HTML
+        assert c.metadata.get("jupyter", {}).get("source_hidden") is True and "remove-input" in c.metadata.get("tags", [])
+    hidden = [c for c in cells if c.metadata.get("jupyter", {}).get("source_hidden")]
+    assert hidden == plumbing  # the rest reads as the report
+
+
 def test_papermill_cli_run_records_and_logs_the_notebook(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     out = papermill("data/runs/out.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "model_type", "hist_gradient_boosting",

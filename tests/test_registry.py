@@ -88,3 +88,25 @@ def test_a_sweep_registers_only_its_best_run_after_all_finished(workdir):
     assert best.data.params["model.hyperparameters.n_estimators"] == "40"
     assert holder(client, "gradient_boost_v1") == "1" and "first registration" in best.data.tags["registration"]
     assert "registered gradient_boost_v1 version 1" in r.stdout
+
+
+def test_through_plain_papermill_a_worse_run_registers_and_the_alias_stays(workdir):
+    "Notebook runs take the same gate: papermill alone, no package command around it; the report says what happened."
+    import nbformat
+    from ml_workflow_training.notebook import template_path
+
+    def papermill(out: str, *params: str) -> str:
+        args = [str(BIN / "papermill"), str(template_path()), f"data/runs/{out}.ipynb", "-p", "tuning", "false",
+                "-p", "calibration", "false", "-p", "experiment", "nb", *params]
+        r = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outputs = [o for c in nbformat.read(str(workdir / f"data/runs/{out}.ipynb"), as_version=4).cells for o in c.get("outputs", [])]
+        return "\n".join(str(o.get("data", {}).get("text/markdown", "")) + o.get("text", "") for o in outputs)
+
+    first = papermill("first", "-p", "n_estimators", "40")
+    worse = papermill("worse", "-p", "n_estimators", "3", "-p", "max_depth", "1")
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    assert "first registration" in first and holder(client, "gradient_boost_v1") == "1"
+    v2 = client.get_model_version("gradient_boost_v1", "2")
+    assert (v2.tags["challenge.won"], v2.tags["challenge.incumbent_version"]) == ("false", "1")
+    assert "but @staging stays on version 1" in worse, worse[-3000:]
