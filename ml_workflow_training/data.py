@@ -20,7 +20,7 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, sugges
 
 # %% auto #0
 __all__ = ['METADATA_TABLE', 'database_url', 'sqlite_path', 'safe_url', 'database_errors', 'open_database', 'logical_type',
-           'read_metadata', 'generate_database', 'load_data', 'dataset_fingerprint']
+           'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
 METADATA_TABLE = "datasets_metadata"  # one row per generated dataset
@@ -369,7 +369,18 @@ def _read_arrow(source: str, stmt, dialect, selected: list[str], types: dict[str
     table = cx.read_sql(source, query, return_type="arrow")
     return {c: _from_arrow(table.column(i), types.get(c, "object")) for i, c in enumerate(selected)}
 
-# %% ../nbs/00_data.ipynb #ad85ed79
+# %% ../nbs/00_data.ipynb #aa68d416
+def release_freed_memory() -> None:
+    "Hand memory already freed back to the system: Arrow's pool, then glibc's `malloc_trim` (Linux only)."
+    import ctypes
+    import sys
+    with contextlib.suppress(Exception):
+        import pyarrow
+        pyarrow.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError): ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+# %% ../nbs/00_data.ipynb #bea69d14
 def load_data(name: str = DEFAULT_TABLE,  # table to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
@@ -406,6 +417,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
     X = pd.DataFrame({c: data.pop(c) for c in features}, copy=False)
     y = pd.Series(data.pop(target), name=target)
+    if source is not None: release_freed_memory()  # the Arrow table's pages
     return X, y
 
 # %% ../nbs/00_data.ipynb #21a6f4be
