@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'check_identifier', 'suggest', 'fold_problem', 'package_version', 'command_parser', 'add_option',
+           'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'package_version', 'command_parser', 'add_option',
            'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
@@ -116,6 +116,11 @@ def fold_problem(n_folds: int, n_rows: int, class_counts: dict, stratified: bool
             return (f"{n_folds} stratified folds need at least {n_folds} members per class; class {smallest!r} has "
                     f"{class_counts[smallest]}: lower the folds or gather more examples of that class")
     return None
+
+# %% ../nbs/00_core.ipynb #cb846cc9
+def mean_std(score: dict, digits: int = 4) -> str:
+    "A cross-validated score (`mean`, `std`) as 'mean ± std'."
+    return f"{score['mean']:.{digits}f} ± {score['std']:.{digits}f}"
 
 # %% ../nbs/00_core.ipynb #3c4035dd
 def package_version() -> str:
