@@ -226,12 +226,14 @@ class _FixedColumns:
     def score(self, Xs, y) -> float: return skm.accuracy_score(y, self.predict(Xs))
     def fit(self, Xs, y): return self  # already fitted; permutation_importance asks that an estimator can fit
 
-# %% ../nbs/04_evaluation.ipynb #8c121cfc
-def _permutation_table(estimator, X, y, n_repeats: int, random_state: int, time_budget_s: float | None) -> pd.DataFrame:
+# %% ../nbs/04_evaluation.ipynb #65c28ac8
+def _permutation_table(estimator, X, y, n_repeats: int, random_state: int, time_budget_s: float | None,
+                       full_pass_s: float = 2.0) -> pd.DataFrame:
     "Permutation importance within a time budget: fewer repeats first, then a seeded subset of the columns."
     cols = list(X.columns)
     t0 = time.perf_counter(); estimator.predict(X); per_call = max(time.perf_counter() - t0, 1e-6)
-    calls = len(cols) * n_repeats if time_budget_s is None else max(1, int(time_budget_s / per_call))
+    full_pass = len(cols) if len(cols) * per_call <= full_pass_s else 1  # every column once, when that is cheap
+    calls = len(cols) * n_repeats if time_budget_s is None else max(full_pass, int(time_budget_s / per_call))
     repeats = max(1, min(n_repeats, calls // len(cols)))
     k = min(len(cols), max(1, calls // repeats))
     chosen = cols if k == len(cols) else [c for c in cols if c in set(np.random.default_rng(random_state).choice(cols, k, replace=False))]
@@ -240,9 +242,9 @@ def _permutation_table(estimator, X, y, n_repeats: int, random_state: int, time_
     source = "permutation" if k == len(cols) else f"permutation ({k} of {len(cols)} columns)"
     return pd.DataFrame({"feature": [str(c) for c in chosen], "importance": r.importances_mean, "std": r.importances_std, "source": source})
 
-# %% ../nbs/04_evaluation.ipynb #f8810983
+# %% ../nbs/04_evaluation.ipynb #8bbc2bf7
 def feature_importance(estimator, X=None, y=None, method: str = "auto", n_repeats: int = 5, random_state: int = 0,
-                       max_rows: int | None = None, time_budget_s: float | None = None) -> pd.DataFrame:
+                       max_rows: int | None = None, time_budget_s: float | None = None, full_pass_s: float = 2.0) -> pd.DataFrame:
     "A table of feature, importance, std and source ('model' or 'permutation'), most important first."
     owns = [_own_importance(p) for p in _pipelines(estimator)] if method in ("auto", "model") else [None]
     if all(o is not None for o in owns):  # behind a calibrator: the folds' models, averaged
@@ -252,7 +254,7 @@ def feature_importance(estimator, X=None, y=None, method: str = "auto", n_repeat
     else:
         if X is None or y is None: raise ValueError("permutation importance needs X and y")
         X, y = evaluation_sample(X, y, max_rows, random_state)
-        table = _permutation_table(estimator, X, y, n_repeats, random_state, time_budget_s)
+        table = _permutation_table(estimator, X, y, n_repeats, random_state, time_budget_s, full_pass_s)
     return table.sort_values("importance", ascending=False, ignore_index=True)
 
 # %% ../nbs/04_evaluation.ipynb #9c6f427a

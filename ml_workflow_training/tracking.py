@@ -683,7 +683,7 @@ def _end_if_active(run_id: str) -> None:
             mlflow.set_tags({"error": "the process exited while the run was open", "registered": "false"})
             mlflow.end_run("KILLED")
 
-# %% ../nbs/07_tracking.ipynb #0b1d21f6
+# %% ../nbs/07_tracking.ipynb #ca057cdf
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
     def __init__(self, spec: TrainingSpec):
@@ -696,6 +696,18 @@ class RunRecorder:
         fail_dead_runs(self.spec.mlflow.tracking_uri, [self.experiment_id])  # runs of killed processes end FAILED, not RUNNING
         if self.spec.mlflow.log_model: warm_up_model_logging()  # after the store: both want the interpreter
         return self.experiment_id
+
+    def start_connecting(self) -> None:
+        "Check that a tracking server answers now, then `connect` in a background thread (`connected` waits for it)."
+        import concurrent.futures
+        check_tracking_server(resolve_tracking_uri(self.spec.mlflow.tracking_uri))  # unreachable: said before any data is read
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlwt-connect")
+        self._connecting = pool.submit(self.connect)
+        pool.shutdown(wait=False)
+
+    def connected(self) -> str:
+        "The experiment id once `start_connecting`'s work is done; its error, if it failed."
+        return self._connecting.result()
 
     @contextlib.contextmanager
     def run(self, parent_run_id: str | None = None, tags: dict | None = None):

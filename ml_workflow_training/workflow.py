@@ -345,20 +345,21 @@ def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, 
         note["text"] = f"{spec.address}: {tags['engine.workers']} workers, {tags['engine.cores']} cores"
     return client, tags
 
-# %% ../nbs/08_workflow.ipynb #b5c0e76a
+# %% ../nbs/08_workflow.ipynb #9c0bfab7
 def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None, y=None, X_test: pd.DataFrame | None = None,
                  y_test=None, verbose: bool = True, parent_run_id: str | None = None, run_tags: dict | None = None) -> TrainingResult:
     "Carry out one training run as `spec` (a TrainingSpec or a YAML/JSON file) says; return its results."
     if not isinstance(spec, TrainingSpec): spec = TrainingSpec.load(spec)
     step = StepTimer(verbose)
     recorder = RunRecorder(spec) if spec.mlflow.enabled else None  # with tracking off, no MLflow code runs at all
-    if recorder:
-        with step("connect") as note:
-            recorder.connect()
-            note["text"] = f"{spec.mlflow.tracking_uri}, experiment {spec.mlflow.experiment_name!r}"
+    if recorder: recorder.start_connecting()  # a new store's schema is built while the data loads
     client, engine = _connect_engine(spec.compute, step)
     with contextlib.closing(client) if client is not None else contextlib.nullcontext():
         data = _prepare(spec, X, y, X_test, y_test, step)
+        if recorder:
+            with step("connect") as note:
+                recorder.connected()
+                note["text"] = f"{spec.mlflow.tracking_uri}, experiment {spec.mlflow.experiment_name!r}"
         tags = {**(run_tags or {}), **engine}
         with stop_on_sigterm(), recorder.run(parent_run_id, tags) if recorder else contextlib.nullcontext():
             try:

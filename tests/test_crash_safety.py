@@ -37,7 +37,7 @@ def start_and_wait_for_training(workdir, spec="long.yaml"):
     deadline = time.time() + 180
     while time.time() < deadline:
         line = p.stdout.readline()
-        if line.startswith("[check"): break  # the run opens right after the checks
+        if line.startswith("[connect"): break  # the run opens once the store is ready, right after this line
         assert line or p.poll() is None, p.stderr.read()
     time.sleep(3)
     (run,) = [r for r in store(workdir)[1] if r.info.status == "RUNNING"]
