@@ -90,12 +90,12 @@ def parallel_fits(n_jobs: int | None):
     with parallel_config(**engine_config()), threadpool_limits(1):
         yield
 
-# %% ../nbs/04_evaluation.ipynb #1f26bb7d
+# %% ../nbs/04_evaluation.ipynb #8b8235f8
 class FitCount:
     "Fits finished so far under `counting_fits`."
     def __init__(self): self.done = 0
 
-
+# %% ../nbs/04_evaluation.ipynb #146d7355
 @contextlib.contextmanager
 def counting_fits():
     "Count the tasks finished by this process's outermost joblib `Parallel` calls while open; yields a `FitCount`."

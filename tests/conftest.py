@@ -35,10 +35,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def start_process(args, log: Path, env=None) -> subprocess.Popen:
+def start_process(args, log: Path, env=None, cwd=None) -> subprocess.Popen:
     "Start `args` in its own process group (so stopping it stops its children too)."
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def stop_process(proc: subprocess.Popen) -> None:

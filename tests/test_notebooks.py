@@ -140,7 +140,7 @@ def test_sweep_cli_with_a_grid(workdir):
                                                                      tracking_uri=uri, n_estimators=10),
                                                        "grid": {"max_depth": [2, 3]}}))
     out = subprocess.run([str(BIN / "mlwt-sweep"), "grid.yaml", "--max-parallel", "2"], cwd=workdir, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]  # the table names a failed run's error
     parent = out.stdout.split("parent MLflow run")[1].split()[0]
     client, found = runs(uri)
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]

@@ -89,7 +89,7 @@ def test_every_readme_command_works_as_printed_in_a_fresh_clone(fresh_clone):
                     left_out.append(next(why for c, why in NOT_HERE.items() if command.startswith(c)))
                     continue
                 if any(s in command for s in SERVERS):
-                    servers.append(start_process(["bash", "-c", command], fresh_clone / f"server{len(servers)}.log"))
+                    servers.append(start_process(["bash", "-c", command], fresh_clone / f"server{len(servers)}.log", env, cwd=fresh_clone))
                     wait_http("http://127.0.0.1:5001/ping", servers[-1])
                 else:
                     out = run_shell(command, fresh_clone, env)
