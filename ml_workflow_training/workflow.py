@@ -120,7 +120,7 @@ def live_progress(name: str, t0: float, note: dict, out=None, every: float = 0.5
             out.write("\r\033[K")
             out.flush()
 
-# %% ../nbs/08_workflow.ipynb #3417c628
+# %% ../nbs/08_workflow.ipynb #64f07ecb
 class StepTimer:
     "Times named steps and prints one line per step; on a terminal, a live progress line while each runs."
     def __init__(self, verbose: bool = True, live: bool | None = None):
@@ -134,7 +134,7 @@ class StepTimer:
         with live_progress(name, t0, note) if self.live else contextlib.nullcontext():
             yield note
         self.durations[name] = time.perf_counter() - t0
-        if self.verbose: print(f"[{name:<14}] {self.durations[name]:7.1f} s  {note.get('text', '')}".rstrip(), flush=True)
+        if self.verbose: print(f"{progress_line(name, self.durations[name])}  {note.get('text', '')}".rstrip(), flush=True)
 
 # %% ../nbs/08_workflow.ipynb #9f8c0c5f
 def _cv_estimator(spec: TrainingSpec, pipeline) -> tuple[Any, str]:

@@ -80,6 +80,7 @@ def test_package_cli_logs_executed_notebook_and_html(workdir):
     report = nbformat.read(str(workdir / "data/runs/cli.ipynb"), as_version=4)  # it reads as a report
     outputs = [o for c in report.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]  # nothing a user can do nothing about
+    assert not [o.text for o in outputs if o.output_type == "stream" and "\r" in o.text]  # no live progress line in a notebook's record
     summary = next(o for o in outputs if o.output_type == "display_data").data["text/markdown"]  # the first screen, filled in
     assert "**Cross-validated**" in summary and "accuracy 0." in summary and "±" in summary and "**Registry**" in summary
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # all five figures
