@@ -93,3 +93,30 @@ def test_an_experiment_created_by_another_process_in_between_is_joined(team_serv
 
     created_by_other = mlflow.MlflowClient(url).create_experiment("raced")
     assert _experiment_id(LookedTooEarly(url), "raced") == created_by_other
+
+
+def test_runs_moving_an_alias_at_the_same_moment_all_finish(team_server):
+    """Eight runs promote their versions at the same moment: a server has no lock of ours, and MLflow's own alias write is a
+    read-then-insert, so all but one may be refused by the database; each must look again, never fail the run."""
+    import threading
+    from ml_workflow_training.tracking import promote
+    url, _ = team_server
+    client = mlflow.MlflowClient(url)
+    client.create_registered_model("raced_alias")
+    run_id = client.create_run(client.create_experiment("raced_alias")).info.run_id
+    versions = [client.create_model_version("raced_alias", f"runs:/{run_id}/model", run_id).version for _ in range(N_RUNS)]
+    mlflow.set_tracking_uri(url)
+    try:
+        for round in range(4):  # a fresh alias each round: the race is on its first write
+            alias, start, errors = f"round{round}", threading.Barrier(N_RUNS), []
+
+            def run(version):
+                start.wait()
+                try: promote("raced_alias", str(version), alias, None)
+                except Exception as e: errors.append(repr(e))
+            threads = [threading.Thread(target=run, args=(v,)) for v in versions]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            assert errors == []
+            assert client.get_model_version_by_alias("raced_alias", alias).version in {str(v) for v in versions}
+    finally: mlflow.set_tracking_uri(None)
