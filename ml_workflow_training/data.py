@@ -20,7 +20,8 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, sugges
 
 # %% auto #0
 __all__ = ['METADATA_TABLE', 'database_url', 'sqlite_path', 'safe_url', 'database_errors', 'open_database', 'logical_type',
-           'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'dataset_fingerprint']
+           'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'feature_frame',
+           'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
 METADATA_TABLE = "datasets_metadata"  # one row per generated dataset
@@ -380,7 +381,7 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError): ctypes.CDLL("libc.so.6").malloc_trim(0)
 
-# %% ../nbs/00_data.ipynb #bea69d14
+# %% ../nbs/00_data.ipynb #d1313a72
 def load_data(name: str = DEFAULT_TABLE,  # table to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
@@ -415,10 +416,20 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         stmt = sa.select(*[table.c[c] for c in selected]).limit(n)
         if source is not None: data = _read_arrow(source, stmt, engine.dialect, selected, types)
         else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
-    X = pd.DataFrame({c: data.pop(c) for c in features}, copy=False)
     y = pd.Series(data.pop(target), name=target)
+    X = feature_frame(data, features)
     if source is not None: release_freed_memory()  # the Arrow table's pages
     return X, y
+
+# %% ../nbs/00_data.ipynb #4416d14e
+def feature_frame(columns: dict[str, Any], names: list[str]) -> pd.DataFrame:
+    "Columns `names` popped from `columns` as a frame: one float64 block when all are float64, else column by column."
+    arrays = [columns.pop(c) for c in names]
+    if not names or not all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in arrays):
+        return pd.DataFrame(dict(zip(names, arrays)), copy=False)
+    block = np.empty((len(names), len(arrays[0])))
+    for i in range(len(arrays)): block[i], arrays[i] = arrays[i], None  # each column let go once copied
+    return pd.DataFrame(block.T, columns=names, copy=False)
 
 # %% ../nbs/00_data.ipynb #21a6f4be
 def _feature_columns(table: sa.Table, meta: dict | None, target: str, columns: Sequence[str] | None) -> list[str]:
