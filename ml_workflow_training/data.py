@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, suggest
 
 # %% auto #0
-__all__ = ['METADATA_TABLE', 'database_url', 'sqlite_path', 'safe_url', 'database_errors', 'open_database', 'logical_type',
-           'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'feature_frame',
+__all__ = ['METADATA_TABLE', 'PARALLEL_READ_ROWS', 'database_url', 'sqlite_path', 'safe_url', 'database_errors', 'open_database',
+           'logical_type', 'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'feature_frame',
            'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
@@ -362,12 +362,28 @@ def _from_arrow(col, kind: str):
     if kind == "datetime": return pd.to_datetime(values).to_numpy().astype("datetime64[ns]")
     return values.to_numpy(dtype=object)
 
-# %% ../nbs/00_data.ipynb #c0687661
-def _read_arrow(source: str, stmt, dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
-    "The selected columns read by connectorx as Arrow, in the loader's types."
+# %% ../nbs/00_data.ipynb #10e3a368
+PARALLEL_READ_ROWS = 200_000  # below this a table is read in one query: more connections cost more than they save
+
+
+def _row_range_queries(conn, table: sa.Table, stmt, n_rows: int, limited: bool) -> list:
+    "`stmt` split over consecutive rowid ranges of an SQLite table, one per core, to be read at once; else `[stmt]`."
+    import joblib
+    parts = min(joblib.cpu_count(), 8)
+    if limited or parts < 2 or n_rows < PARALLEL_READ_ROWS or conn.dialect.name != "sqlite": return [stmt]
+    if {"rowid", "_rowid_", "oid"} & {c.name.lower() for c in table.columns}: return [stmt]  # a column hides the rowid
+    rowid = sa.literal_column("rowid")
+    try: lo, hi = conn.execute(sa.select(sa.func.min(rowid), sa.func.max(rowid)).select_from(table)).one()
+    except sa.exc.DBAPIError: return [stmt]  # a WITHOUT ROWID table
+    edges = np.linspace(lo - 1, hi, parts + 1).round().astype(np.int64)
+    return [stmt.where(rowid > int(a), rowid <= int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+# %% ../nbs/00_data.ipynb #07eb2fa2
+def _read_arrow(source: str, stmts: list, dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
+    "The selected columns read by connectorx as Arrow (several queries at once, joined in order), in the loader's types."
     import connectorx as cx
-    query = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    table = cx.read_sql(source, query, return_type="arrow")
+    queries = [str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for s in stmts]
+    table = cx.read_sql(source, queries if len(queries) > 1 else queries[0], return_type="arrow")
     return {c: _from_arrow(table.column(i), types.get(c, "object")) for i, c in enumerate(selected)}
 
 # %% ../nbs/00_data.ipynb #aa68d416
@@ -381,7 +397,7 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError): ctypes.CDLL("libc.so.6").malloc_trim(0)
 
-# %% ../nbs/00_data.ipynb #d1313a72
+# %% ../nbs/00_data.ipynb #47d9eb6e
 def load_data(name: str = DEFAULT_TABLE,  # table to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
@@ -414,7 +430,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         if n == 0: raise DataError(f"table {name!r} is empty: there is nothing to train on")
         selected = features + [target]
         stmt = sa.select(*[table.c[c] for c in selected]).limit(n)
-        if source is not None: data = _read_arrow(source, stmt, engine.dialect, selected, types)
+        if source is not None: data = _read_arrow(source, _row_range_queries(conn, table, stmt, n, limit is not None), engine.dialect, selected, types)
         else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
     y = pd.Series(data.pop(target), name=target)
     X = feature_frame(data, features)

@@ -206,8 +206,9 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
         r.figures = prediction_figures(fig_y, fig_proba, figure_data[2], importance=r.feature_importance)
     return proba
 
-# %% ../nbs/08_workflow.ipynb #7c25a8c6
-def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> TrainingResult:
+# %% ../nbs/08_workflow.ipynb #df9b6653
+def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
+           model_ready: Callable[[Any], None] = lambda model: None) -> TrainingResult:
     "Tune, refit, calibrate, cross-validate and evaluate: the model and everything measured about it."
     r = TrainingResult(spec)
     pipeline = build_pipeline(spec.features, spec.model)
@@ -218,13 +219,16 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> Trainin
         r.iterations_used = iterations_used(pipeline)
         if spec.model.early_stopping: note["text"] = f"{r.iterations_used} boosting iterations kept (early stopping)"
     r.pipeline, r.calibration_summary = _calibrate(spec, pipeline, X, y, step)
+    if not spec.threshold: model_ready(r.pipeline)
     if spec.validation.strategy in ("cross_validation", "both"):
         with step("cross-validate") as note:
             note["fits_total"] = planned_fits(spec, "cross-validate")
             estimator, r.cv_of = _cv_estimator(spec, pipeline)
             r.cv = cross_validate_model(estimator, X, y, spec.validation, groups=groups, return_predictions=True)
             note["text"] = f"{spec.validation.cv_folds} folds of the {r.cv_of}: {spec.validation.primary_metric} {r.cv_score:.4f} +/- {r.cv_std:.4f}"
-    if spec.threshold: _decide(spec, r, X, y, step)
+    if spec.threshold:
+        _decide(spec, r, X, y, step)
+        model_ready(r.pipeline)
     test_proba = _evaluate(spec, r, X, y, X_test, y_test, step)
     if r.tuning_summary and "states" in r.tuning_summary: r.figures.update(study_figures(r.tuning_summary))
     if r.threshold:
@@ -345,7 +349,7 @@ def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, 
         note["text"] = f"{spec.address}: {tags['engine.workers']} workers, {tags['engine.cores']} cores"
     return client, tags
 
-# %% ../nbs/08_workflow.ipynb #9c0bfab7
+# %% ../nbs/08_workflow.ipynb #a013f3fc
 def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None, y=None, X_test: pd.DataFrame | None = None,
                  y_test=None, verbose: bool = True, parent_run_id: str | None = None, run_tags: dict | None = None) -> TrainingResult:
     "Carry out one training run as `spec` (a TrainingSpec or a YAML/JSON file) says; return its results."
@@ -364,7 +368,8 @@ def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None,
         with stop_on_sigterm(), recorder.run(parent_run_id, tags) if recorder else contextlib.nullcontext():
             try:
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):
-                    r = _train(spec, data["X"], data["y"], data["X_test"], data["y_test"], step)
+                    r = _train(spec, data["X"], data["y"], data["X_test"], data["y_test"], step,
+                               **({"model_ready": lambda model: recorder.prepare_model(model, data["X"])} if recorder else {}))
                 r.data_fingerprint = data["fingerprint"]
                 if recorder: _track(recorder, r, data["X"], data["y"], data, step)
             except BaseException as e:  # Ctrl-C and SIGTERM too: the run records the step it was killed in
