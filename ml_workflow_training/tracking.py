@@ -40,14 +40,14 @@ from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 # %% auto #0
 __all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS',
            'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'existing_store',
-           'store_lock', 'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics',
-           'library_versions', 'git_commit', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
-           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'warm_up_model_logging',
-           'in_background', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir',
-           'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
-           'register_version', 'is_write_conflict', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
-           'record_failure', 'log_candidates', 'log_results', 'model_card', 'RunRecorder', 'start_sweep_run',
-           'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'store_lock', 'new_store_from_template', 'open_experiment', 'flatten', 'spec_params', 'log_params',
+           'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit', 'log_dataset', 'skops_trusted_types',
+           'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops',
+           'warm_up_model_logging', 'in_background', 'PreparedModel', 'log_model', 'model_file_hash',
+           'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder',
+           'lineage_name', 'challenge_decision', 'register_version', 'is_write_conflict', 'promote', 'unregister',
+           'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card',
+           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -125,7 +125,34 @@ def _experiment_id(client, name: str) -> str:
         if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
         return client.get_experiment_by_name(name).experiment_id
 
-# %% ../nbs/07_tracking.ipynb #69195904
+# %% ../nbs/07_tracking.ipynb #81d7676b
+def new_store_from_template(path: Path) -> bool:
+    "Create SQLite store `path` as a copy of this MLflow version's empty store (built once, cached); False when it could not."
+    import mlflow
+    import sqlite3
+    from filelock import FileLock, Timeout
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+    template = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ml_workflow_training" / f"mlflow-{mlflow.__version__}-store.db"
+    copy = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{template}.lock", timeout=120):
+            if not template.exists():
+                building = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+                mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # MLflow's own migrations
+                os.replace(building, template)
+        shutil.copyfile(template, copy)
+        now = int(time.time() * 1000)
+        with contextlib.closing(sqlite3.connect(copy)) as db, db:
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? WHERE experiment_id = 0",
+                       (append_to_uri_path(resolve_uri_if_local("./mlruns"), "0"), now, now))
+        os.replace(copy, path)
+        return True
+    except (OSError, sqlite3.Error, Timeout, mlflow.exceptions.MlflowException):
+        copy.unlink(missing_ok=True)
+        return False
+
+# %% ../nbs/07_tracking.ipynb #5f53777f
 def open_experiment(spec: MLflowSpec) -> str:
     "Point MLflow at `spec.tracking_uri` (creating an SQLite store's schema once) and return the experiment id."
     import mlflow
@@ -137,6 +164,7 @@ def open_experiment(spec: MLflowSpec) -> str:
     mlflow.set_tracking_uri(with_busy_timeout(uri))
     try:
         with store_lock(uri):  # one process at a time creates or migrates the schema, and creates the experiment
+            if sqlite_file(uri) is not None and not sqlite_file(uri).exists(): new_store_from_template(sqlite_file(uri))
             client = mlflow.MlflowClient(with_busy_timeout(uri))
             return _experiment_id(client, spec.experiment_name)
     except MlflowException as e:
@@ -741,7 +769,7 @@ def _end_if_active(run_id: str) -> None:
             mlflow.set_tags({"error": "the process exited while the run was open", "registered": "false"})
             mlflow.end_run("KILLED")
 
-# %% ../nbs/07_tracking.ipynb #fc64f601
+# %% ../nbs/07_tracking.ipynb #d7fd3e0b
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
     def __init__(self, spec: TrainingSpec):
@@ -753,7 +781,6 @@ class RunRecorder:
         "Reach the store (failing fast when it cannot be used) and return the experiment id."
         self.experiment_id = open_experiment(self.spec.mlflow)
         fail_dead_runs(self.spec.mlflow.tracking_uri, [self.experiment_id])  # runs of killed processes end FAILED, not RUNNING
-        if self.spec.mlflow.log_model: warm_up_model_logging()  # after the store: both want the interpreter
         return self.experiment_id
 
     def start_connecting(self) -> None:
@@ -773,6 +800,7 @@ class RunRecorder:
         name = self.spec.mlflow.run_name or f"{self.spec.model.name}-{self.spec.model.model_type}-{self.spec_hash[:8]}"  # not "colorful-penguin-349"
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, parent_run_id=parent_run_id, tags=tags)
         self.run_id, status = run.info.run_id, "FAILED"
+        if self.spec.mlflow.log_model: warm_up_model_logging()  # now: fits leave the interpreter free; loading data does not
         atexit.register(_end_if_active, run.info.run_id)  # runs before MLflow's own handler, which would say FINISHED
         try:
             yield self
