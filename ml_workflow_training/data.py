@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, suggest
 
 # %% auto #0
-__all__ = ['METADATA_TABLE', 'PARALLEL_READ_ROWS', 'database_url', 'sqlite_path', 'safe_url', 'database_errors', 'open_database',
-           'logical_type', 'read_metadata', 'generate_database', 'release_freed_memory', 'load_data', 'feature_frame',
-           'dataset_fingerprint']
+__all__ = ['METADATA_TABLE', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'database_url', 'sqlite_path', 'safe_url', 'database_errors',
+           'open_database', 'logical_type', 'read_metadata', 'generate_database', 'release_freed_memory', 'load_data',
+           'feature_frame', 'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
 METADATA_TABLE = "datasets_metadata"  # one row per generated dataset
@@ -362,8 +362,9 @@ def _from_arrow(col, kind: str):
     if kind == "datetime": return pd.to_datetime(values).to_numpy().astype("datetime64[ns]")
     return values.to_numpy(dtype=object)
 
-# %% ../nbs/00_data.ipynb #10e3a368
+# %% ../nbs/00_data.ipynb #d8c79375
 PARALLEL_READ_ROWS = 200_000  # below this a table is read in one query: more connections cost more than they save
+ROW_ORDER = "__mlwt_rowid"  # the rowid column a ranged read brings along, to put rows back in order
 
 
 def _row_range_queries(conn, table: sa.Table, stmt, n_rows: int, limited: bool) -> list:
@@ -371,19 +372,23 @@ def _row_range_queries(conn, table: sa.Table, stmt, n_rows: int, limited: bool) 
     import joblib
     parts = min(joblib.cpu_count(), 8)
     if limited or parts < 2 or n_rows < PARALLEL_READ_ROWS or conn.dialect.name != "sqlite": return [stmt]
-    if {"rowid", "_rowid_", "oid"} & {c.name.lower() for c in table.columns}: return [stmt]  # a column hides the rowid
+    if {"rowid", "_rowid_", "oid", ROW_ORDER} & {c.name.lower() for c in table.columns}: return [stmt]  # a column hides the rowid
     rowid = sa.literal_column("rowid")
     try: lo, hi = conn.execute(sa.select(sa.func.min(rowid), sa.func.max(rowid)).select_from(table)).one()
     except sa.exc.DBAPIError: return [stmt]  # a WITHOUT ROWID table
     edges = np.linspace(lo - 1, hi, parts + 1).round().astype(np.int64)
-    return [stmt.where(rowid > int(a), rowid <= int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    ordered = stmt.add_columns(rowid.label(ROW_ORDER))
+    return [ordered.where(rowid > int(a), rowid <= int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
-# %% ../nbs/00_data.ipynb #07eb2fa2
+# %% ../nbs/00_data.ipynb #edd846cb
 def _read_arrow(source: str, stmts: list, dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
     "The selected columns read by connectorx as Arrow (several queries at once, joined in order), in the loader's types."
     import connectorx as cx
     queries = [str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for s in stmts]
     table = cx.read_sql(source, queries if len(queries) > 1 else queries[0], return_type="arrow")
+    if ROW_ORDER in table.column_names:  # ranges read at once arrive in the order they finished: put rows back in rowid order
+        import pyarrow.compute as pc
+        table = table.take(pc.sort_indices(table[ROW_ORDER])).drop_columns([ROW_ORDER])
     return {c: _from_arrow(table.column(i), types.get(c, "object")) for i, c in enumerate(selected)}
 
 # %% ../nbs/00_data.ipynb #aa68d416
