@@ -380,16 +380,18 @@ def _row_range_queries(conn, table: sa.Table, stmt, n_rows: int, limited: bool) 
     ordered = stmt.add_columns(rowid.label(ROW_ORDER))
     return [ordered.where(rowid > int(a), rowid <= int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
-# %% ../nbs/00_data.ipynb #edd846cb
+# %% ../nbs/00_data.ipynb #28136543
 def _read_arrow(source: str, stmts: list, dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
     "The selected columns read by connectorx as Arrow (several queries at once, joined in order), in the loader's types."
     import connectorx as cx
     queries = [str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for s in stmts]
     table = cx.read_sql(source, queries if len(queries) > 1 else queries[0], return_type="arrow")
+    order = None
     if ROW_ORDER in table.column_names:  # ranges read at once arrive in the order they finished: put rows back in rowid order
         import pyarrow.compute as pc
-        table = table.take(pc.sort_indices(table[ROW_ORDER])).drop_columns([ROW_ORDER])
-    return {c: _from_arrow(table.column(i), types.get(c, "object")) for i, c in enumerate(selected)}
+        order = pc.sort_indices(table[ROW_ORDER])
+    column = lambda i: table.column(i) if order is None else table.column(i).take(order)  # one column at a time: no second table
+    return {c: _from_arrow(column(i), types.get(c, "object")) for i, c in enumerate(selected)}
 
 # %% ../nbs/00_data.ipynb #aa68d416
 def release_freed_memory() -> None:
