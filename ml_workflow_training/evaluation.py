@@ -218,18 +218,22 @@ def evaluation_sample(X, y, size: int | None, random_state: int = 0):
     idx = np.sort(idx)
     return _rows(X, idx), _rows(y, idx)
 
-# %% ../nbs/04_evaluation.ipynb #90cc3b63
-class _FixedColumns:
+# %% ../nbs/04_evaluation.ipynb #241319fd
+class _Prefitted:
+    "What `permutation_importance` asks of an already fitted classifier beyond `predict`: a score (accuracy) and a fit that changes nothing."
+    def score(self, X, y) -> float: return skm.accuracy_score(y, self.predict(X))
+    def fit(self, X, y): return self
+
+# %% ../nbs/04_evaluation.ipynb #533f0838
+class _FixedColumns(_Prefitted):
     "A fitted classifier seen through some of its input columns, the others held at their values in `X` (row order kept)."
     def __init__(self, estimator, X: pd.DataFrame, columns: list):
         self.estimator, self.X, self.columns, self.classes_ = estimator, X, columns, estimator.classes_
     def _full(self, Xs): return self.X.assign(**{c: np.asarray(Xs[c]) for c in self.columns})
     def predict(self, Xs): return self.estimator.predict(self._full(Xs))
-    def score(self, Xs, y) -> float: return skm.accuracy_score(y, self.predict(Xs))
-    def fit(self, Xs, y): return self  # already fitted; permutation_importance asks that an estimator can fit
 
-# %% ../nbs/04_evaluation.ipynb #39ac638b
-class _OneOpenMPThread:
+# %% ../nbs/04_evaluation.ipynb #fc4a6ae0
+class _OneOpenMPThread(_Prefitted):
     "A fitted classifier whose every prediction uses one OpenMP thread, in whichever thread it runs (OpenMP's limit is per thread)."
     def __init__(self, model): self.model, self.classes_ = model, model.classes_
 
@@ -238,9 +242,6 @@ class _OneOpenMPThread:
 
     def predict(self, X):
         with threadpool_limits(1, user_api="openmp"): return self.model.predict(X)
-
-    def score(self, X, y) -> float: return skm.accuracy_score(y, self.predict(X))
-    def fit(self, X, y): return self  # already fitted; permutation_importance asks that an estimator can fit
 
 # %% ../nbs/04_evaluation.ipynb #14b08f6f
 def predict_proba_on_every_core(model, X, min_rows: int = 20_000) -> np.ndarray:

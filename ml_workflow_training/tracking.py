@@ -42,12 +42,12 @@ __all__ = ['SQLITE_TIMEOUT_S', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_T
            'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'existing_store',
            'store_lock', 'new_store_from_template', 'open_experiment', 'flatten', 'spec_params', 'log_params',
            'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit', 'log_dataset', 'skops_trusted_types',
-           'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops',
-           'warm_up_model_logging', 'in_background', 'PreparedModel', 'log_model', 'model_file_hash',
-           'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder',
-           'lineage_name', 'challenge_decision', 'register_version', 'is_write_conflict', 'promote', 'unregister',
-           'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card',
-           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'in_background',
+           'warm_up_model_logging', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash',
+           'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
+           'challenge_decision', 'register_version', 'is_write_conflict', 'promote', 'unregister', 'process_tags',
+           'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card', 'RunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -414,18 +414,6 @@ class _SklearnServedWithProbabilities:
         mlflow_model.flavors["python_function"]["loader_module"] = __name__
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
-# %% ../nbs/07_tracking.ipynb #073b6808
-def warm_up_model_logging() -> threading.Thread:
-    "Import skops and build MLflow's installed-package map in a background thread; the thread."
-    def warm() -> None:
-        with contextlib.suppress(Exception):
-            import skops.io  # noqa: F401
-            from mlflow.utils import requirements_utils
-            requirements_utils._init_packages_to_modules_map()
-    thread = threading.Thread(target=warm, name="mlwt-warm-up", daemon=True)
-    thread.start()
-    return thread
-
 # %% ../nbs/07_tracking.ipynb #74072172
 def in_background(work: Callable[[], Any], name: str = "mlwt-background") -> concurrent.futures.Future:
     "Call `work()` in a daemon thread; its future (result or error)."
@@ -437,6 +425,16 @@ def in_background(work: Callable[[], Any], name: str = "mlwt-background") -> con
     future.set_running_or_notify_cancel()
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+# %% ../nbs/07_tracking.ipynb #7e154b2f
+def warm_up_model_logging() -> concurrent.futures.Future:
+    "Import skops and build MLflow's installed-package map in a background thread; that work's future."
+    def warm() -> None:
+        with contextlib.suppress(Exception):
+            import skops.io  # noqa: F401
+            from mlflow.utils import requirements_utils
+            requirements_utils._init_packages_to_modules_map()
+    return in_background(warm, "mlwt-warm-up")
 
 # %% ../nbs/07_tracking.ipynb #c24be8b7
 class PreparedModel:

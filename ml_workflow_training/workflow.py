@@ -349,7 +349,7 @@ def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, 
         note["text"] = f"{spec.address}: {tags['engine.workers']} workers, {tags['engine.cores']} cores"
     return client, tags
 
-# %% ../nbs/08_workflow.ipynb #a013f3fc
+# %% ../nbs/08_workflow.ipynb #6c676eb9
 def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None, y=None, X_test: pd.DataFrame | None = None,
                  y_test=None, verbose: bool = True, parent_run_id: str | None = None, run_tags: dict | None = None) -> TrainingResult:
     "Carry out one training run as `spec` (a TrainingSpec or a YAML/JSON file) says; return its results."
@@ -367,9 +367,9 @@ def run_training(spec: TrainingSpec | str | Path, X: pd.DataFrame | None = None,
         tags = {**(run_tags or {}), **engine}
         with stop_on_sigterm(), recorder.run(parent_run_id, tags) if recorder else contextlib.nullcontext():
             try:
+                model_ready = (lambda model: recorder.prepare_model(model, data["X"])) if recorder else (lambda model: None)
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):
-                    r = _train(spec, data["X"], data["y"], data["X_test"], data["y_test"], step,
-                               **({"model_ready": lambda model: recorder.prepare_model(model, data["X"])} if recorder else {}))
+                    r = _train(spec, data["X"], data["y"], data["X_test"], data["y_test"], step, model_ready)
                 r.data_fingerprint = data["fingerprint"]
                 if recorder: _track(recorder, r, data["X"], data["y"], data, step)
             except BaseException as e:  # Ctrl-C and SIGTERM too: the run records the step it was killed in
