@@ -24,6 +24,21 @@ def test_generate_and_load_with_a_postgres_url(postgres_url, tmp_path):
         pd.testing.assert_series_equal(yr, y2)
 
 
+def test_arrow_batches_from_postgres_land_in_order(postgres_url, tmp_path, monkeypatch):
+    "Many record batches from one PostgreSQL query, each written at its place: the frame the SQLAlchemy stream reads."
+    import ml_workflow_training.data as data
+    generate_database(postgres_url, table="batched", n_samples=5000, n_categorical=1, missing_rate=0.05, with_entity=True)
+    whole = load_data("batched", db=postgres_url, reader="sqlalchemy")
+    monkeypatch.setattr(data, "ARROW_BATCH_ROWS", 256)
+    written = []
+    write = data._ColumnSink.write
+    monkeypatch.setattr(data._ColumnSink, "write", lambda self, at, batch: (written.append(at), write(self, at, batch)))
+    X, y = load_data("batched", db=postgres_url, reader="arrow")
+    assert len(written) >= 10, written  # the stream really came in pieces
+    pd.testing.assert_frame_equal(X, whole[0])
+    pd.testing.assert_series_equal(y, whole[1])
+
+
 def test_postgres_bad_input(postgres_url):
     generate_database(postgres_url, table="small", n_samples=50)
     with pytest.raises(DataError, match="unknown table 'smal'.* Did you mean 'small'"):
