@@ -421,7 +421,7 @@ class _ColumnSink:
             else: out[c] = self.values[c][:n]
         return out
 
-# %% ../nbs/00_data.ipynb #aba8e636
+# %% ../nbs/00_data.ipynb #2bd6ac5b
 def _read_arrow(source: str, parts: list[tuple[Any, int, int | None]], dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
     "The selected columns read by connectorx (`parts`' queries at once), each record batch written at its place as it arrives."
     import connectorx as cx
@@ -442,6 +442,7 @@ def _read_arrow(source: str, parts: list[tuple[Any, int, int | None]], dialect, 
         sink.write(int(starts[k]) + filled[k], batch)
         filled[k] += batch.num_rows
     if len(parts) > 1 and filled != expected: raise DataError("rows were deleted from the table while it was read: read it again")
+    if not any(filled): raise DataError("the table was emptied while it was read: there is nothing to train on")
     return sink.finish(filled[0] if len(parts) == 1 else int(starts[-1]))  # one query: rows deleted meanwhile are simply not there
 
 # %% ../nbs/00_data.ipynb #aa68d416
