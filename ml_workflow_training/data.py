@@ -282,14 +282,14 @@ def _sql_logical_type(sql_type: sa.types.TypeEngine) -> str:
     if isinstance(sql_type, sa.String): return "category"
     return "object"
 
-# %% ../nbs/00_data.ipynb #00eb0d15
+# %% ../nbs/00_data.ipynb #af8b9935
 class _ColumnBuffer:
-    "A preallocated array for one column, filled chunk by chunk."
-    def __init__(self, kind: str, n: int):
+    "A preallocated array for one column (or `values`, e.g. a row of a block), filled chunk by chunk."
+    def __init__(self, kind: str, n: int, values: np.ndarray | None = None):
         self.kind, self.n = kind, n
         dtype = {"float": np.float64, "int": np.int64, "bool": np.bool_, "datetime": "datetime64[ns]",
                  "category": np.int32, "object": object}[kind]
-        self.values = np.empty(n, dtype=dtype)
+        self.values = np.empty(n, dtype=dtype) if values is None else values
         self.mask = np.zeros(n, dtype=bool) if kind in ("int", "bool") else None
         self.categories: dict[Any, int] = {}
 
@@ -307,18 +307,29 @@ class _ColumnBuffer:
             self.values[start:stop] = lookup[codes]  # code -1 (missing) maps to the trailing -1
         else: self.values[start:stop] = raw
 
-    def finish(self):
+    def fill_arrow(self, start: int, col) -> None:
+        "Rows from an Arrow array of numbers or booleans (kinds float, int, bool), missing values as `fill` keeps them."
+        import pyarrow as pa
+        stop = start + len(col)
+        if self.mask is None: self.values[start:stop] = col.to_numpy(zero_copy_only=False)  # missing -> NaN
+        else:
+            self.mask[start:stop] = col.is_null().to_numpy(zero_copy_only=False)
+            self.values[start:stop] = col.fill_null(False if pa.types.is_boolean(col.type) else 0).to_numpy(zero_copy_only=False)
+
+    def finish(self, n: int | None = None):
+        "The column in the loader's type, cut to its first `n` rows (all by default: fewer when rows were deleted while reading)."
+        values, mask = self.values[:n], None if self.mask is None else self.mask[:n]
         if self.kind in ("int", "bool"):
-            if not self.mask.any(): return self.values
+            if not mask.any(): return values
             cls = pd.arrays.IntegerArray if self.kind == "int" else pd.arrays.BooleanArray
-            return cls(self.values, self.mask)
+            return cls(values, mask)
         if self.kind == "category":
             cats = sorted(self.categories, key=str)
             remap = np.array([cats.index(c) for c in self.categories] + [-1], dtype=np.int32)
-            return pd.Categorical.from_codes(remap[self.values], categories=cats)
-        return self.values
+            return pd.Categorical.from_codes(remap[values], categories=cats)
+        return values
 
-# %% ../nbs/00_data.ipynb #88eb4143
+# %% ../nbs/00_data.ipynb #3584c738
 def _read_chunks(conn, stmt, selected: list[str], types: dict[str, str], n: int, chunk_size: int) -> dict[str, Any]:
     "The selected columns streamed through SQLAlchemy in chunks into preallocated arrays (any database)."
     buffers = {c: _ColumnBuffer(types.get(c, "object"), n) for c in selected}
@@ -328,9 +339,7 @@ def _read_chunks(conn, stmt, selected: list[str], types: dict[str, str], n: int,
         rows = rows[: n - start]
         for c, raw in zip(selected, zip(*rows)): buffers[c].fill(start, raw)
         start += len(rows)
-    if start < n:  # rows deleted while reading
-        for b in buffers.values(): b.values, b.mask = b.values[:start], (None if b.mask is None else b.mask[:start])
-    return {c: b.finish() for c, b in buffers.items()}
+    return {c: b.finish(start) for c, b in buffers.items()}  # fewer than n when rows were deleted while reading
 
 # %% ../nbs/00_data.ipynb #f393a09c
 def _arrow_source(url: str) -> str | None:
@@ -341,16 +350,9 @@ def _arrow_source(url: str) -> str | None:
     if backend == "postgresql": return u.set(drivername="postgresql").render_as_string(hide_password=False)
     return None
 
-# %% ../nbs/00_data.ipynb #a6be05dc
+# %% ../nbs/00_data.ipynb #d8f291a0
 def _from_arrow(col, kind: str):
-    "One Arrow column as the loader's type for `kind` (the same arrays `_ColumnBuffer.finish` gives)."
-    import pyarrow as pa
-    if kind == "float": return col.to_numpy().astype(np.float64, copy=False)  # missing -> NaN; no copy when already float64
-    if kind in ("int", "bool"):
-        mask = col.is_null().to_numpy(zero_copy_only=False)
-        values = col.fill_null(False if pa.types.is_boolean(col.type) else 0).to_numpy().astype(np.int64 if kind == "int" else np.bool_)
-        if not mask.any(): return values
-        return (pd.arrays.IntegerArray if kind == "int" else pd.arrays.BooleanArray)(values, mask)
+    "One Arrow column of text, timestamps or other values as the loader's type (numbers and booleans go through `_ColumnBuffer.fill_arrow`)."
     if kind == "category":  # Arrow's dictionary encoding: codes and the distinct values, never one Python string per row
         encoded = col.combine_chunks().dictionary_encode()
         distinct = encoded.dictionary.to_pylist()
@@ -386,40 +388,27 @@ def _row_ranges(conn, table: sa.Table, stmt, n_rows: int, limited: bool) -> list
     ordered = stmt.add_columns(rowid.label(ROW_ORDER))
     return [(ordered.where(rowid > a, rowid <= b), int(count or 0), b) for (a, b), count in zip(ranges, counts)]
 
-# %% ../nbs/00_data.ipynb #7e92e17a
+# %% ../nbs/00_data.ipynb #194fb90c
 class _ColumnSink:
-    "Preallocated columns filled from Arrow record batches: floats as rows of one block, ints and booleans with a mask, other kinds gathered."
+    "Columns filled from Arrow record batches: numbers and booleans in preallocated buffers (floats as rows of one block), other kinds gathered."
     def __init__(self, selected: list[str], types: dict[str, str], n: int):
         self.kinds = {c: types.get(c, "object") for c in selected}
         floats = [c for c in selected if self.kinds[c] == "float"]
-        block = np.empty((len(floats), n))
-        self.values: dict[str, Any] = {c: block[i] for i, c in enumerate(floats)}
-        self.masks = {c: np.zeros(n, dtype=bool) for c in selected if self.kinds[c] in ("int", "bool")}
-        self.values.update({c: np.empty(n, dtype=np.int64 if self.kinds[c] == "int" else np.bool_) for c in self.masks})
-        self.chunks: dict[str, list] = {c: [] for c in selected if c not in self.values}
+        rows = dict(zip(floats, np.empty((len(floats), n))))
+        self.buffers = {c: _ColumnBuffer(k, n, rows.get(c)) for c, k in self.kinds.items() if k in ("float", "int", "bool")}
+        self.chunks: dict[str, list] = {c: [] for c in selected if c not in self.buffers}
 
     def write(self, at: int, batch) -> None:
         "Put `batch`'s rows at row `at`."
-        import pyarrow as pa
-        stop = at + batch.num_rows
-        for c, kind in self.kinds.items():
-            col = batch.column(c)
-            if kind == "float": self.values[c][at:stop] = col.to_numpy(zero_copy_only=False)  # missing -> NaN
-            elif c in self.masks:
-                self.masks[c][at:stop] = col.is_null().to_numpy(zero_copy_only=False)
-                self.values[c][at:stop] = col.fill_null(False if pa.types.is_boolean(col.type) else 0).to_numpy(zero_copy_only=False)
-            else: self.chunks[c].append((at, col))
+        for c, buffer in self.buffers.items(): buffer.fill_arrow(at, batch.column(c))
+        for c, chunks in self.chunks.items(): chunks.append((at, batch.column(c)))
 
     def finish(self, n: int) -> dict[str, Any]:
         "The columns in the loader's types, cut to the `n` rows read."
         import pyarrow as pa
-        out = {}
-        for c, kind in self.kinds.items():
-            if c in self.chunks: out[c] = _from_arrow(pa.chunked_array([col for _, col in sorted(self.chunks[c], key=lambda p: p[0])]), kind)
-            elif c in self.masks and self.masks[c][:n].any():
-                out[c] = (pd.arrays.IntegerArray if kind == "int" else pd.arrays.BooleanArray)(self.values[c][:n], self.masks[c][:n])
-            else: out[c] = self.values[c][:n]
-        return out
+        return {c: self.buffers[c].finish(n) if c in self.buffers
+                else _from_arrow(pa.chunked_array([col for _, col in sorted(self.chunks[c], key=lambda p: p[0])]), kind)
+                for c, kind in self.kinds.items()}
 
 # %% ../nbs/00_data.ipynb #2bd6ac5b
 def _read_arrow(source: str, parts: list[tuple[Any, int, int | None]], dialect, selected: list[str], types: dict[str, str]) -> dict[str, Any]:
@@ -456,7 +445,7 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError): ctypes.CDLL("libc.so.6").malloc_trim(0)
 
-# %% ../nbs/00_data.ipynb #bf48a1d2
+# %% ../nbs/00_data.ipynb #1f9ebbb2
 def load_data(name: str = DEFAULT_TABLE,  # table to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
@@ -493,7 +482,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
     y = pd.Series(data.pop(target), name=target)
     X = feature_frame(data, features)
-    if source is not None: release_freed_memory()  # the Arrow table's pages
+    if source is not None: release_freed_memory()  # the Arrow batches' pages
     return X, y
 
 # %% ../nbs/00_data.ipynb #d2af2f24
