@@ -22,7 +22,7 @@ from .specs import FeatureGroup, FeatureSpec
 # %% auto #0
 __all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'FeatureSpecPipeline']
 
-# %% ../nbs/02_preprocessing.ipynb #7b8161bc
+# %% ../nbs/02_preprocessing.ipynb #3e270806
 def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
     "Raise `InputError` when `X` lacks a column of `spec`, or a column cannot be used as its group says."
     if not isinstance(X, pd.DataFrame):
@@ -36,6 +36,7 @@ def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
         if group.kind == "drop": continue
         for c in group.columns:
             col = X[c]
+            if col.dtype.kind == "f" and np.isfinite(col.to_numpy()).all(): continue  # the usual column: one numpy pass, no pandas calls
             if len(col) and col.isna().all() and group.imputer_strategy != "constant":
                 raise InputError(f"column {c!r} is entirely missing: drop it or impute it with a constant")
             if group.kind == "numeric" and not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):

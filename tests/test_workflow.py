@@ -353,7 +353,8 @@ def test_evaluation_sample_bounds_importance_and_figures_and_is_logged(workdir):
                         validation=ValidationSpec(cv_folds=3, evaluation_sample=150),
                         mlflow=MLflowSpec(enabled=True, tracking_uri=f"sqlite:///{workdir}/mlflow.db"))
     r = run_training(spec, X=X, y=y, verbose=False)
-    assert r.feature_importance["source"].iloc[0].startswith("permutation")
+    # every column once, on any machine: the plan is counted from the shape (a timed one permuted 30 of 120 on a busy CI)
+    assert (r.feature_importance["source"].iloc[0], len(r.feature_importance)) == ("permutation", 120)
     assert set(r.feature_importance["feature"].head(2)) == {"c0", "c1"}  # the sample still finds the signal
     assert mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_run(r.mlflow_run_id).data.params["validation.evaluation_sample"] == "150"
     assert len(r.cv["predictions"]["y"]) == 400  # metrics use every row; only importance and figures are sampled
