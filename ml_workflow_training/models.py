@@ -184,7 +184,7 @@ def build_pipeline(feature_spec: FeatureSpec, model_spec: ModelSpec | None = Non
         return HeldOutEarlyStopping(steps, validation_fraction=es.validation_fraction, patience=es.patience, random_state=model_spec.random_state)
     return Pipeline(steps)
 
-# %% ../nbs/03_models.ipynb #3b5331c7
+# %% ../nbs/03_models.ipynb #27d12609
 def fit_on_shuffled_rows(pipeline, X, y):
     "`pipeline.fit(X, y)` for rows in random order: a HistGradientBoosting stopping early validates on the last rows, sliced, not copied."
     def rows(data, part: slice): return data.iloc[part] if hasattr(data, "iloc") else data[part]
@@ -194,6 +194,7 @@ def fit_on_shuffled_rows(pipeline, X, y):
     n_val = f if isinstance(f, numbers.Integral) else math.ceil(f * len(X))  # as its own train_test_split counts them
     cut = len(X) - n_val
     if not (clf.early_stopping is True or (clf.early_stopping == "auto" and cut > 10_000)): return pipeline.fit(X, y)
+    if len(pd.unique(np.asarray(rows(y, slice(None, cut))))) < len(pd.unique(np.asarray(y))): return pipeline.fit(X, y)  # a rare class all in the tail
     Xt = pipeline[:-1].fit(X, y).transform(X)
     clf.fit(rows(Xt, slice(None, cut)), rows(y, slice(None, cut)), X_val=rows(Xt, slice(cut, None)), y_val=rows(y, slice(cut, None)))
     return pipeline
