@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'package_version', 'command_parser', 'add_option',
-           'run_command']
+           'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'command_parser',
+           'add_option', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -121,6 +121,11 @@ def fold_problem(n_folds: int, n_rows: int, class_counts: dict, stratified: bool
 def mean_std(score: dict, digits: int = 4) -> str:
     "A cross-validated score (`mean`, `std`) as 'mean ± std'."
     return f"{score['mean']:.{digits}f} ± {score['std']:.{digits}f}"
+
+# %% ../nbs/00_core.ipynb #b2a6d88d
+def take_rows(data, index):
+    "Rows of a DataFrame or Series (by position, as `iloc`) or of an array, for `index` a slice, positions or a mask."
+    return data.iloc[index] if hasattr(data, "iloc") else data[index]
 
 # %% ../nbs/00_core.ipynb #3c4035dd
 def package_version() -> str:

@@ -313,7 +313,7 @@ def _load(spec: TrainingSpec, X, y) -> tuple[pd.DataFrame, pd.Series, str, dict]
     X, y = load_data(d.table, db=d.db, target=d.target, columns=d.columns, limit=d.limit)
     return X, y, f"{safe_url(database_url(d.db))}#{d.table}", {}
 
-# %% ../nbs/08_workflow.ipynb #2bddc7b4
+# %% ../nbs/08_workflow.ipynb #64489bdf
 def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     "Load, split and check the data against the spec, all before any fit."
     with step("load") as note:
@@ -321,10 +321,11 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
         note["text"] = f"{len(X)} rows x {X.shape[1]} columns from {source}"
     v = spec.validation
     with step("split") as note:
-        shuffled = v.strategy in ("holdout", "both") and X_test is None and v.split != "time_series"  # by the split below
-        if v.strategy in ("holdout", "both") and X_test is None:
+        split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
+        if split_here:
             X, X_test, y, y_test = train_test_split(X, y, test_size=v.test_size, random_state=v.random_state,
-                                                    stratify=y if v.stratified else None, shuffle=v.split != "time_series")
+                                                    stratify=y if v.stratified else None, shuffle=shuffle)
+        shuffled = split_here and shuffle  # the training rows are in random order: fit_on_shuffled_rows may validate on their tail
         note["text"] = f"{len(X)} training rows" + (f", {len(X_test)} test rows" if X_test is not None else "")
         release_freed_memory()  # the whole frame's pages, now split in two
     with step("check"):
