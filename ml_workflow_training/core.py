@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'command_parser',
-           'add_option', 'run_command']
+           'frozen_heap', 'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
+           'command_parser', 'add_option', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -86,6 +86,18 @@ def stop_on_sigterm():
     previous = signal.signal(signal.SIGTERM, handler)
     try: yield
     finally: signal.signal(signal.SIGTERM, previous)
+
+# %% ../nbs/00_core.ipynb #6212f07a
+@contextlib.contextmanager
+def frozen_heap():
+    "Full garbage collections skip the objects alive at entry and at each call of the yielded function; undone on exit."
+    import gc
+    if gc.get_freeze_count():  # frozen by someone else: theirs to undo
+        yield lambda: None
+        return
+    gc.freeze()
+    try: yield gc.freeze
+    finally: gc.unfreeze()
 
 # %% ../nbs/00_core.ipynb #bda80274
 DEFAULT_DB = "data/ml_workflow.db"  # the embedded default, relative to the working directory

@@ -365,7 +365,7 @@ def _from_arrow(col, kind: str):
     if kind == "datetime": return pd.to_datetime(values).to_numpy().astype("datetime64[ns]")
     return values.to_numpy(dtype=object)
 
-# %% ../nbs/00_data.ipynb #6bc622db
+# %% ../nbs/00_data.ipynb #647ca824
 PARALLEL_READ_ROWS = 200_000  # below this a table is read in one query: more connections cost more than they save
 ROW_ORDER = "__mlwt_rowid"  # the rowid column a ranged read brings along, to place its batches
 ARROW_BATCH_ROWS = 65_536  # rows per record batch: small enough that batches waiting to be written cost little
@@ -379,12 +379,14 @@ def _row_ranges(conn, table: sa.Table, stmt, n_rows: int, limited: bool) -> list
     if limited or parts < 2 or n_rows < PARALLEL_READ_ROWS or conn.dialect.name != "sqlite": return whole
     if {"rowid", "_rowid_", "oid", ROW_ORDER} & {c.name.lower() for c in table.columns}: return whole  # a column hides the rowid
     rowid = sa.literal_column("rowid")
-    try: lo, hi = conn.execute(sa.select(sa.func.min(rowid), sa.func.max(rowid)).select_from(table)).one()
+    def each(*queries): return conn.execute(sa.select(*[q.select_from(table).scalar_subquery() for q in queries])).one()
+    # one subquery per value: SQLite finds a lone min or max at the end of the rowid b-tree, and counts a range by
+    # searching it, where min and max together, or CASE sums, scan the whole table (1M rows: 170 ms and 210 ms, against 0 and 2 x 55)
+    try: lo, hi = each(sa.select(sa.func.min(rowid)), sa.select(sa.func.max(rowid)))
     except sa.exc.DBAPIError: return whole  # a WITHOUT ROWID table
     edges = [int(e) for e in np.linspace(lo - 1, hi, parts + 1).round()]
     ranges = list(zip(edges[:-1], edges[1:]))
-    counts = conn.execute(sa.select(*[sa.func.sum(sa.case((sa.and_(rowid > a, rowid <= b), 1), else_=0)) for a, b in ranges])
-                          .select_from(table)).one()  # one scan for every range's row count
+    counts = each(*[sa.select(sa.func.count()).where(rowid > a, rowid <= b) for a, b in ranges])
     ordered = stmt.add_columns(rowid.label(ROW_ORDER))
     return [(ordered.where(rowid > a, rowid <= b), int(count or 0), b) for (a, b), count in zip(ranges, counts)]
 
