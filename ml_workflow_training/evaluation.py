@@ -33,10 +33,11 @@ __all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CAL
            'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget', 'permutation_plan',
            'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures', 'evaluation_figures']
 
-# %% ../nbs/04_evaluation.ipynb #9fa7ae03
+# %% ../nbs/04_evaluation.ipynb #de1664c0
 def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "`(labels, classes)` as each label's index in `classes`, one byte each; unchanged when a label is not a class or there are over 255."
-    codes = pd.Index(classes).get_indexer(y_true) if len(classes) <= 255 else None
+    "`(labels, classes)` as each label's index in `classes`, one byte each; unchanged when a label is not a class, or classes repeat or exceed 255."
+    index = pd.Index(classes)
+    codes = index.get_indexer(y_true) if len(classes) <= 255 and index.is_unique else None
     if codes is None or (codes < 0).any(): return y_true, classes
     return codes.astype(np.uint8), np.arange(len(classes), dtype=np.uint8)
 
