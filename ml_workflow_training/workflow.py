@@ -316,14 +316,13 @@ def _load(spec: TrainingSpec, X, y) -> tuple[pd.DataFrame, pd.Series, str, dict]
     X, y = load_data(d.table, db=d.db, target=d.target, columns=d.columns, limit=d.limit)
     return X, y, f"{safe_url(database_url(d.db))}#{d.table}", {}
 
-# %% ../nbs/08_workflow.ipynb #6a78530e
-def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    "X_train, X_test, y_train, y_test as `train_test_split` splits them; a time-ordered split holds out the last rows, unstratified."
-    shuffle = v.split != "time_series"
+# %% ../nbs/08_workflow.ipynb #197c78e5
+def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec, shuffle: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    "X_train, X_test, y_train, y_test as `train_test_split` splits them; unshuffled (time order) it holds out the last rows, unstratified."
     return train_test_split(X, y, test_size=v.test_size, random_state=v.random_state, stratify=y if v.stratified and shuffle else None,
                             shuffle=shuffle)
 
-# %% ../nbs/08_workflow.ipynb #1daf4aee
+# %% ../nbs/08_workflow.ipynb #d1d1f7dc
 def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     "Load, split and check the data against the spec, all before any fit."
     with step("load") as note:
@@ -332,7 +331,7 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     v = spec.validation
     with step("split") as note:
         split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
-        if split_here: X, X_test, y, y_test = _holdout(X, y, v)
+        if split_here: X, X_test, y, y_test = _holdout(X, y, v, shuffle)
         shuffled = split_here and shuffle  # the training rows are in random order: fit_on_shuffled_rows may validate on their tail
         note["text"] = f"{len(X)} training rows" + (f", {len(X_test)} test rows" if X_test is not None else "")
         release_freed_memory()  # the whole frame's pages, now split in two
