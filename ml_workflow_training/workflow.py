@@ -238,10 +238,12 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
                                                               [r.threshold["threshold"]])[spec.threshold.objective].iloc[0])
     return r
 
-# %% ../nbs/08_workflow.ipynb #3ac56c41
+# %% ../nbs/08_workflow.ipynb #29a2b3f4
 def _track(recorder: RunRecorder, r: TrainingResult, X, y, data: dict, step: StepTimer) -> None:
-    "Log the run and its model, then register the model when the gate passes."
-    r.mlflow_run_id = recorder.run_id
+    "Wait for the run opened meanwhile, log it and its model, then register the model when the gate passes."
+    with step("connect") as note:
+        r.mlflow_run_id = recorder.attach()
+        note["text"] = f"{recorder.spec.mlflow.tracking_uri}, experiment {recorder.spec.mlflow.experiment_name!r}"
     with step("log") as note:
         recorder.log_run(r, X, y, r.data_fingerprint, data["source"], data["lineage"], step.durations)
         r.model_uri = recorder.log_model(r.pipeline, X)
@@ -355,22 +357,18 @@ def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, 
         note["text"] = f"{spec.address}: {tags['engine.workers']} workers, {tags['engine.cores']} cores"
     return client, tags
 
-# %% ../nbs/08_workflow.ipynb #568032c0
+# %% ../nbs/08_workflow.ipynb #48cc6abf
 def _run(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer, parent_run_id: str | None, run_tags: dict | None,
          freeze: Callable[[], None]) -> TrainingResult:
     "`run_training`'s steps; `freeze` once MLflow is imported (its modules are then skipped by full garbage collections)."
     recorder = RunRecorder(spec) if spec.mlflow.enabled else None  # with tracking off, no MLflow code runs at all
-    if recorder: recorder.start_connecting()  # a new store's schema is built while the data loads
+    if recorder: recorder.check()  # an unreachable server, a store that is no database: said before any data is read
     client, engine = _connect_engine(spec.compute, step)
     with contextlib.closing(client) if client is not None else contextlib.nullcontext():
         data = _prepare(spec, X, y, X_test, y_test, step)
-        if recorder:
-            with step("connect") as note:
-                recorder.connected()
-                freeze()  # MLflow's modules, imported meanwhile: full collections skip them from now on
-                note["text"] = f"{spec.mlflow.tracking_uri}, experiment {spec.mlflow.experiment_name!r}"
         tags = {**(run_tags or {}), **engine}
-        with stop_on_sigterm(), recorder.run(parent_run_id, tags) if recorder else contextlib.nullcontext():
+        # the run opens in a background thread while the fits start (see step 5 above)
+        with stop_on_sigterm(), recorder.run(parent_run_id, tags, connected=freeze) if recorder else contextlib.nullcontext():
             try:
                 model_ready = (lambda model: recorder.prepare_model(model, data["X"])) if recorder else (lambda model: None)
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):

@@ -34,7 +34,7 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-train", "--spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
-    (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: (sqlite3.DatabaseError) file is not a database"),
+    (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
     (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
     (["mlwt-generate-database", "--db", "notdb.txt", "--if-missing"], 2, "cannot read database sqlite:///"),
     (["mlwt-reproduce", "0" * 32, "--tracking-uri", "sqlite:///missing.db"], 1, "no MLflow store at sqlite:///"),

@@ -26,6 +26,7 @@ def write_spec(workdir, name="tiny.yaml", long=False):
 
 
 def store(workdir):
+    if not (workdir / "mlflow.db").exists(): return None, []  # a client of a store not there yet would create it, racing the run
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     exp = client.get_experiment_by_name("production_models")
     return client, (client.search_runs([exp.experiment_id]) if exp else [])
@@ -37,11 +38,9 @@ def start_and_wait_for_training(workdir, spec="long.yaml"):
     deadline = time.time() + 180
     while time.time() < deadline:
         line = p.stdout.readline()
-        if line.startswith("[connect"): break  # the run opens once the store is ready, right after this line
+        if line.startswith("[check"): break  # the data is ready: the run opens in the background as tuning starts
         assert line or p.poll() is None, p.stderr.read()
-    time.sleep(3)
-    (run,) = [r for r in store(workdir)[1] if r.info.status == "RUNNING"]
-    return p, run.info.run_id
+    return p, wait_for_running_run(workdir, p).info.run_id
 
 
 def assert_healthy(workdir, n_runs):
