@@ -793,7 +793,7 @@ def _any_active_experiment():
     try: yield
     finally: fluent._active_experiment_id = chosen
 
-# %% ../nbs/07_tracking.ipynb #93cf1c58
+# %% ../nbs/07_tracking.ipynb #45d816bd
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
     def __init__(self, spec: TrainingSpec):
@@ -843,8 +843,8 @@ class RunRecorder:
             status = "KILLED"
             raise
         finally:
-            atexit.unregister(self._end_at_exit)
-            self._end(status)
+            try: self._end(status)  # waits for the opening thread, which registers the exit handler
+            finally: atexit.unregister(self._end_at_exit)
 
     def attach(self) -> str:
         "Wait for the run to be open and make it this thread's active MLflow run (MLflow keeps one per thread); its id, or the error that kept it from opening."
