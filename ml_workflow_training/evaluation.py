@@ -27,12 +27,12 @@ from .models import check_target, check_training_folds
 from .specs import METRICS, ValidationSpec, metrics_for_classes
 
 # %% auto #0
-__all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS', 'FULL_PASS_CELLS',
-           'STACKED_CELLS', 'compute_metrics', 'MetricsScorer', 'make_cv', 'parallel_fits', 'FitCount', 'counting_fits',
-           'cross_validate_model', 'roc_figure', 'precision_recall_figure', 'calibration_figure', 'confusion_figure',
-           'stratified_positions', 'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core',
-           'permutation_budget', 'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure',
-           'prediction_figures', 'evaluation_figures']
+__all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS', 'PERMUTATION_MIN_ROWS',
+           'FULL_PASS_CELLS', 'STACKED_CELLS', 'compute_metrics', 'MetricsScorer', 'make_cv', 'parallel_fits',
+           'FitCount', 'counting_fits', 'cross_validate_model', 'roc_figure', 'precision_recall_figure',
+           'calibration_figure', 'confusion_figure', 'stratified_positions', 'evaluation_positions',
+           'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget', 'permutation_plan',
+           'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures', 'evaluation_figures']
 
 # %% ../nbs/04_evaluation.ipynb #de1664c0
 def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,26 +298,28 @@ def predict_proba_on_every_core(model, X, min_rows: int = 20_000) -> np.ndarray:
     "`model.predict_proba(X)` with consecutive row blocks predicted in threads, one per core: the same numbers as one call."
     return _on_every_core("predict_proba", model, X, min_rows)
 
-# %% ../nbs/04_evaluation.ipynb #7888ccd4
-PERMUTATION_FLOOR_CELLS = 5_000_000  # always allowed: five repeats over the seed's 20 columns
+# %% ../nbs/04_evaluation.ipynb #b6b2e621
+PERMUTATION_FLOOR_CELLS = 2_500_000  # always allowed: five repeats over 1,000 rows x 20 columns (the seed's size)
 PERMUTATION_SHARE = 0.1  # of the cells the model was trained on: with the test predictions, evaluation stays near a tenth of the fit
 
 def permutation_budget(n_train_rows: int, n_columns: int) -> int:
     "The cells (rows x columns) permutation importance may predict for a model trained on `n_train_rows` x `n_columns`."
     return max(PERMUTATION_FLOOR_CELLS, int(PERMUTATION_SHARE * n_train_rows * n_columns))
 
-# %% ../nbs/04_evaluation.ipynb #ed2f2b07
-CALL_OVERHEAD_ROWS = 1_000  # a prediction's fixed cost (pipeline, frame copies), in rows
+# %% ../nbs/04_evaluation.ipynb #b1b11b76
+CALL_OVERHEAD_ROWS = 250  # a permuted copy's fixed cost (building it, scoring it), in rows
+PERMUTATION_MIN_ROWS = 1_000  # rows are cut no further: fewer, and a column's drop in accuracy is mostly noise
 FULL_PASS_CELLS = 20_000_000  # every column once is always made up to this size (e.g. 120 columns of a 150-row sample)
 
-def permutation_plan(n_rows: int, n_columns: int, n_repeats: int, budget_cells: int | None) -> tuple[int, int]:
-    "(repeats, columns permuted) within `budget_cells`: fewer repeats first, then fewer columns; everything when the budget is None."
-    if budget_cells is None: return n_repeats, n_columns
-    per_call = n_columns * (n_rows + CALL_OVERHEAD_ROWS)
-    calls = budget_cells // per_call
-    if n_columns * per_call <= FULL_PASS_CELLS: calls = max(calls, n_columns)  # a tight budget costs repeats, not features
-    repeats = max(1, min(n_repeats, calls // n_columns))
-    return repeats, min(n_columns, max(1, calls // repeats))
+def permutation_plan(n_rows: int, n_columns: int, n_repeats: int, budget_cells: int | None) -> tuple[int, int, int]:
+    "(repeats, rows, columns permuted) within `budget_cells`: fewer repeats first, then rows, then columns; everything when the budget is None."
+    if budget_cells is None: return n_repeats, n_rows, n_columns
+    def copy_cells(rows: int) -> int: return n_columns * (rows + CALL_OVERHEAD_ROWS)
+    repeats = min(n_repeats, budget_cells // (n_columns * copy_cells(n_rows)))
+    if repeats >= 1: return repeats, n_rows, n_columns
+    rows = min(n_rows, max(PERMUTATION_MIN_ROWS, budget_cells // (n_columns * n_columns) - CALL_OVERHEAD_ROWS))
+    if n_columns * copy_cells(rows) <= max(budget_cells, FULL_PASS_CELLS): return 1, rows, n_columns  # a tight budget costs rows, not features
+    return 1, rows, max(1, min(n_columns, budget_cells // copy_cells(rows)))
 
 # %% ../nbs/04_evaluation.ipynb #3a790e46
 def permuted_rows(n_rows: int, n_repeats: int, random_state: int | None) -> np.ndarray:
@@ -354,15 +356,17 @@ def _permutation_scores(estimator, X: pd.DataFrame, y, columns: list, n_repeats:
         scores += [skm.accuracy_score(y, predicted[i * n:(i + 1) * n]) for i in range(len(part))]
     return scores[0], np.array(scores[1:]).reshape(len(columns), n_repeats)
 
-# %% ../nbs/04_evaluation.ipynb #b3ddfc6f
+# %% ../nbs/04_evaluation.ipynb #ec2be1ac
 def _permutation_table(estimator, X, y, n_repeats: int, random_state: int, budget_cells: int | None) -> pd.DataFrame:
-    "Permutation importance within a budget of predicted cells: fewer repeats first, then a seeded subset of the columns."
-    cols = list(X.columns)
-    repeats, k = permutation_plan(len(X), len(cols), n_repeats, budget_cells)
+    "Permutation importance within a budget of predicted cells: fewer repeats first, then a stratified subset of the rows, then of the columns."
+    cols, n = list(X.columns), len(X)
+    repeats, rows, k = permutation_plan(n, len(cols), n_repeats, budget_cells)
+    X, y = evaluation_sample(X, y, rows, random_state)
     chosen = cols if k == len(cols) else [c for c in cols if c in set(np.random.default_rng(random_state).choice(cols, k, replace=False))]
     baseline, permuted = _permutation_scores(estimator, X, y, chosen, repeats, random_state)
     drops = baseline - permuted
-    source = "permutation" if k == len(cols) else f"permutation ({k} of {len(cols)} columns)"
+    cut = ([f"{rows:,} of {n:,} rows"] if rows < n else []) + ([f"{k} of {len(cols)} columns"] if k < len(cols) else [])
+    source = "permutation" + (f" ({', '.join(cut)})" if cut else "")
     return pd.DataFrame({"feature": [str(c) for c in chosen], "importance": drops.mean(axis=1), "std": drops.std(axis=1), "source": source})
 
 # %% ../nbs/04_evaluation.ipynb #75ad7328
