@@ -304,9 +304,9 @@ def _labels(X: pd.DataFrame, y) -> pd.Series:
         y = y.reindex(X.index)  # the same rows in another order
     return pd.Series(np.asarray(y), index=X.index, name=getattr(y, "name", None) or "target")
 
-# %% ../nbs/08_workflow.ipynb #41e33b33
-def _load(spec: TrainingSpec, X, y) -> tuple[pd.DataFrame, pd.Series, str, dict]:
-    "The training data, where it came from, and its lineage tags."
+# %% ../nbs/08_workflow.ipynb #82ca31fd
+def _load(spec: TrainingSpec, X, y, row_order: Callable | None = None) -> tuple[pd.DataFrame, pd.Series, str, dict]:
+    "The training data, where it came from, and its lineage tags; a table read here has its rows put in `row_order`."
     if X is not None:
         if y is None: raise InputError("X was given without y: pass both, or neither to load the spec's table")
         if not isinstance(X, pd.DataFrame): raise InputError(f"X must be a pandas DataFrame with named columns, got {type(X).__name__}")
@@ -316,28 +316,52 @@ def _load(spec: TrainingSpec, X, y) -> tuple[pd.DataFrame, pd.Series, str, dict]
         from ml_workflow_training.feature_store import training_from_store
         X, y, lineage = training_from_store(spec.feature_store, d)
         return X, y, f"feast:{lineage['feature_store.repo_path']}#{spec.feature_store.feature_view}", lineage
-    X, y = load_data(d.table, db=d.db, target=d.target, columns=d.columns, limit=d.limit)
+    X, y = load_data(d.table, db=d.db, target=d.target, columns=d.columns, limit=d.limit, row_order=row_order)
     return X, y, f"{safe_url(database_url(d.db))}#{d.table}", {}
 
-# %% ../nbs/08_workflow.ipynb #27564c1d
-def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec, shuffle: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+# %% ../nbs/08_workflow.ipynb #c7d42559
+class _StratifiedHoldout:
+    "A shuffled, stratified holdout's draw, as `train_test_split` draws it; called on the labels, the training rows then the test rows."
+    def __init__(self, v: ValidationSpec): self.v, self.n_train = v, None
+
+    def positions(self, y) -> tuple[np.ndarray, np.ndarray]:
+        "The training and the test rows' positions."
+        n_test = math.ceil(self.v.test_size * len(y))  # as train_test_split counts a fraction
+        try: return stratified_positions(y, len(y) - n_test, n_test, self.v.random_state)  # its draw, in array steps (1M labels: 0.39 -> 0.07 s)
+        except ValueError as e:  # scikit-learn's words, about its own arguments
+            counts = pd.Series(np.asarray(y)).value_counts()
+            rare = counts[counts < 2].index.tolist()
+            why = f"class(es) {rare} have a single row" if rare else str(e)
+            raise InputError(f"the holdout split cannot keep every class on both sides: {why}. Drop those rows, "
+                             "or set validation.stratified: false") from None
+
+    def __call__(self, y) -> np.ndarray:
+        train, test = self.positions(y)
+        self.n_train = len(train)  # the loader puts the rows in this order: the split is then two slices
+        return np.concatenate([train, test])
+
+# %% ../nbs/08_workflow.ipynb #d6d08ded
+def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec, shuffle: bool,
+             drawn: _StratifiedHoldout | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     "X_train, X_test, y_train, y_test as `train_test_split` splits them; unshuffled (time order) it holds out the last rows, unstratified."
+    if drawn is not None and drawn.n_train is not None:  # loaded in the draw's order: slices that share the loaded memory
+        return X.iloc[:drawn.n_train], X.iloc[drawn.n_train:], y.iloc[:drawn.n_train], y.iloc[drawn.n_train:]
     if not (v.stratified and shuffle):
         return train_test_split(X, y, test_size=v.test_size, random_state=v.random_state, shuffle=shuffle)
-    n_test = math.ceil(v.test_size * len(y))  # as train_test_split counts a fraction
-    train, test = stratified_positions(y, len(y) - n_test, n_test, v.random_state)  # its draw, in array steps (1M labels: 0.39 -> 0.07 s)
+    train, test = _StratifiedHoldout(v).positions(y)
     return X.iloc[train], X.iloc[test], y.iloc[train], y.iloc[test]
 
-# %% ../nbs/08_workflow.ipynb #d1d1f7dc
+# %% ../nbs/08_workflow.ipynb #af0af880
 def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     "Load, split and check the data against the spec, all before any fit."
-    with step("load") as note:
-        X, y, source, lineage = _load(spec, X, y)
-        note["text"] = f"{len(X)} rows x {X.shape[1]} columns from {source}"
     v = spec.validation
+    split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
+    drawn = _StratifiedHoldout(v) if split_here and shuffle and v.stratified else None  # a table read here comes in its order
+    with step("load") as note:
+        X, y, source, lineage = _load(spec, X, y, drawn)
+        note["text"] = f"{len(X)} rows x {X.shape[1]} columns from {source}"
     with step("split") as note:
-        split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
-        if split_here: X, X_test, y, y_test = _holdout(X, y, v, shuffle)
+        if split_here: X, X_test, y, y_test = _holdout(X, y, v, shuffle, drawn)
         shuffled = split_here and shuffle  # the training rows are in random order: fit_on_shuffled_rows may validate on their tail
         note["text"] = f"{len(X)} training rows" + (f", {len(X_test)} test rows" if X_test is not None else "")
         release_freed_memory()  # the whole frame's pages, now split in two
