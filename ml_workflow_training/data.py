@@ -455,12 +455,12 @@ def _row_permutation(order, n: int) -> np.ndarray:
         raise ValueError(f"row_order must return each of the {n} row positions once, got {order.dtype} of shape {order.shape}")
     return order.astype(np.intp, copy=False)
 
-# %% ../nbs/00_data.ipynb #6a473ece
+# %% ../nbs/00_data.ipynb #b3c55fa5
 def reorder_columns(columns: dict[str, Any], order: np.ndarray) -> None:
-    "Put the rows of every column in `columns` in `order`: numpy arrays in place (one column's copy at a time), other arrays replaced."
+    "Put the rows of every column in `columns` in `order`: writable numpy arrays in place (one column's copy at a time), others replaced."
     for c, values in columns.items():
-        if isinstance(values, np.ndarray): values[:] = values[order]  # the float block's rows too: the table is never held twice
-        else: columns[c] = values[order]
+        if isinstance(values, np.ndarray) and values.flags.writeable: values[:] = values[order]  # the float block's rows too: never held twice
+        else: columns[c] = values[order]  # extension arrays, and Arrow's read-only memory (untyped columns)
 
 # %% ../nbs/00_data.ipynb #cec98e4c
 def load_data(name: str = DEFAULT_TABLE,  # table to read
