@@ -49,7 +49,7 @@ def ours(db: str, store: Path, verbose: bool) -> dict:
     "`one_run` in a new process."
     out = subprocess.run([sys.executable, __file__, "--one-run", "--db", db, "--store", str(store)] + (["--verbose"] if verbose else []),
                          capture_output=True, text=True, check=False)
-    if verbose: print(out.stdout.replace("RESULT ", "").rsplit("\n", 2)[0], flush=True)
+    if verbose: print("\n".join(line for line in out.stdout.splitlines() if not line.startswith("RESULT ")), flush=True)
     if out.returncode != 0: raise SystemExit(f"the run failed:\n{out.stdout}\n{out.stderr}")
     return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
 
