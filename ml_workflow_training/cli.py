@@ -19,8 +19,8 @@ from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
 
 # %% auto #0
-__all__ = ['generate_database_main', 'validate_spec_main', 'report', 'train_main', 'reproduce_main', 'runs_main',
-           'parse_parameters', 'notebook_main', 'sweep_main']
+__all__ = ['generate_database_main', 'validate_spec_main', 'report', 'train_main', 'notebook_report', 'reproduce_main',
+           'runs_main', 'parse_parameters', 'notebook_main', 'sweep_main']
 
 # %% ../nbs/09_cli.ipynb #a01d2232
 def generate_database_main(argv: list[str] | None = None) -> int:
@@ -123,6 +123,14 @@ def train_main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     return run_command(lambda: _train(a))
 
+# %% ../nbs/09_cli.ipynb #10685070
+def notebook_report(r: dict) -> str:
+    "The lines `mlwt-train --notebook` and `mlwt-notebook run` print after a notebook ran: where it is, its run, its score, the registry."
+    score = (f"cv_score {r['cv_score']:.4f}" if r.get("cv_score") is not None
+             else f"test_score {r['test_score']:.4f}" if r.get("test_score") is not None else "no score")
+    return (f"executed notebook {r.get('output_notebook')}\nMLflow run {r.get('mlflow_run_id')}, {score}, "
+            f"model version {r.get('model_version')} ({r.get('registration')})")
+
 # %% ../nbs/09_cli.ipynb #c3a97ddf
 def _train(a) -> int:
     if a.table and not a.write_default: raise SpecError([("--table", "is for --write-default: train from a spec file (--spec) that names the table")])
@@ -135,9 +143,7 @@ def _train(a) -> int:
         return 0
     if a.notebook:
         from ml_workflow_training.notebook import run_notebook
-        r = run_notebook({"spec_file": a.spec} if a.spec else {}, progress=not a.quiet and sys.stderr.isatty())
-        print(f"executed notebook {r['output_notebook']}\nMLflow run {r['mlflow_run_id']}, cv_score {r['cv_score']:.4f}, "
-              f"model version {r['model_version']} ({r['registration']})")
+        print(notebook_report(run_notebook({"spec_file": a.spec} if a.spec else {}, progress=not a.quiet and sys.stderr.isatty())))
         return 0
     spec = TrainingSpec.load(a.spec) if a.spec else default_training_spec()
     with warnings.catch_warnings():
@@ -218,8 +224,7 @@ def _notebook(a) -> int:
         return 0
     r = run_notebook(parse_parameters(a.parameter, a.parameters_file), output=a.output, template=a.template,
                      progress=sys.stderr.isatty())  # a progress bar is for people; in a log it would bury the error line
-    print(f"executed notebook {r['output_notebook']}\nMLflow run {r['mlflow_run_id']}, cv_score {r.get('cv_score')}, "
-          f"model version {r.get('model_version')}")
+    print(notebook_report(r))
     return 0
 
 # %% ../nbs/09_cli.ipynb #5df371ee
@@ -240,7 +245,7 @@ def _sweep(a) -> int:
     sets = cfg.get("runs") or cfg.get("grid")
     if not sets: raise SpecError([("", "the sweep file needs `runs:` (a list of parameter sets) or `grid:` (lists to combine)")], "invalid sweep")
     table = sweep(sets, base=cfg.get("base"), max_parallel=a.max_parallel, out_dir=a.out_dir, name=Path(a.path).stem)
-    print(table.drop(columns=["error"]).round({"cv_score": 4, "cv_std": 4, "seconds": 1}).to_string(index=False, na_rep="-"))
+    print(table.drop(columns=["error"]).round({"cv_score": 4, "cv_std": 4, "test_score": 4, "seconds": 1}).to_string(index=False, na_rep="-"))
     for row in table[table["status"] == "FAILED"].itertuples(): print(f"run {row.run} failed: {row.error}")
     print(f"registry: {table.attrs['registration']}")
     print(f"parent MLflow run {table.attrs['parent_run_id']} ({Path(a.path).stem})")

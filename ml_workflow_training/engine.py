@@ -10,6 +10,8 @@ import contextvars
 import functools
 import importlib.metadata as md
 import os
+import threading
+import time
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -18,8 +20,8 @@ from .core import EngineError
 from .specs import ComputeSpec
 
 # %% auto #0
-__all__ = ['engine_config', 'ThreadLimitedBatch', 'data_on_cluster', 'dask_backend_class', 'connect_engine', 'compute_engine',
-           'engine_tags']
+__all__ = ['engine_config', 'exit_with_parent', 'loky_config', 'ThreadLimitedBatch', 'data_on_cluster', 'dask_backend_class',
+           'connect_engine', 'compute_engine', 'engine_tags']
 
 # %% ../nbs/03a_engine.ipynb #72d52bd9
 _ENGINE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mlwt_engine", default=None)
@@ -27,7 +29,21 @@ _ENGINE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mlwt_engi
 
 def engine_config() -> dict[str, Any]:
     "The joblib settings for parallel fits now: the run's engine, else loky with one thread per worker."
-    return _ENGINE.get() or dict(backend="loky", inner_max_num_threads=1)
+    return _ENGINE.get() or loky_config(1)
+
+# %% ../nbs/03a_engine.ipynb #060f861c
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    "In a worker process: end it once `parent`, the process that started it, is gone (checked every `every` s)."
+    if os.getppid() != parent: return  # started some other way: its parent cannot be watched like this
+    def watch() -> None:
+        while os.getppid() == parent: time.sleep(every)
+        os._exit(1)  # the parent died without stopping this worker: its results have no reader
+    threading.Thread(target=watch, name="mlwt-exit-with-parent", daemon=True).start()
+
+# %% ../nbs/03a_engine.ipynb #688d16ec
+def loky_config(threads: int) -> dict[str, Any]:
+    "joblib settings for loky workers of `threads` OpenMP/BLAS threads each, which end when this process does."
+    return dict(backend="loky", inner_max_num_threads=threads, initializer=exit_with_parent, initargs=(os.getpid(),))
 
 # %% ../nbs/03a_engine.ipynb #51bf3fa0
 class ThreadLimitedBatch:
@@ -129,7 +145,7 @@ def compute_engine(spec: ComputeSpec, client=None, data: tuple = ()):
         if client is None: raise EngineError("compute.backend 'dask' needs a client: call connect_engine(spec) first")
         config = dict(backend=dask_backend_class()(client=client, data=data, worker_threads=spec.worker_threads))
     else:
-        config = dict(backend="loky", inner_max_num_threads=spec.worker_threads)
+        config = loky_config(spec.worker_threads)
     token = _ENGINE.set(config)
     try: yield config
     finally: _ENGINE.reset(token)

@@ -28,7 +28,7 @@ from .tracking import finish_sweep_run, log_executed_notebook, start_sweep_run
 __all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters', 'typed_parameters', 'spec_from_parameters',
            'template_path', 'has_parameters_cell', 'copy_template', 'spec_from_notebook', 'summary_markdown',
            'show_summary', 'show_figures', 'emit_record', 'read_result', 'run_notebook', 'expand_grid', 'sweep',
-           'leaderboard']
+           'ranked_by', 'leaderboard']
 
 # %% ../nbs/10_notebook.ipynb #db72f1ce
 PARAMETERS: dict[str, str] = {
@@ -180,6 +180,7 @@ def emit_record(spec: TrainingSpec, results) -> dict:
     from ml_workflow_training.tracking import resolve_tracking_uri
     record = dict(mlflow_run_id=results.mlflow_run_id, tracking_uri=resolve_tracking_uri(spec.mlflow.tracking_uri) if spec.mlflow.enabled else None,
                   experiment=spec.mlflow.experiment_name, cv_score=results.cv_score, cv_std=results.cv_std, test_metrics=results.test_metrics,
+                  test_score=(results.test_metrics or {}).get(spec.validation.primary_metric),
                   model_version=results.model_version, registration=results.registration, spec_hash=results["spec_hash"])
     print(f"MLflow run {record['mlflow_run_id']}, model version {record['model_version']} ({record['registration']})")
     print(RESULT_PREFIX + json.dumps(record))
@@ -253,9 +254,9 @@ def _sweep_one(i: int, params: dict, out_dir: Path, template) -> dict:
     try:
         r = run_notebook(params, output=out_dir / f"run-{i:03d}.ipynb", template=template)
         return dict(status="FINISHED", mlflow_run_id=r["mlflow_run_id"], cv_score=r.get("cv_score"), cv_std=r.get("cv_std"),
-                    model_version=r.get("model_version"), seconds=time.perf_counter() - t0, error=None)
+                    test_score=r.get("test_score"), model_version=r.get("model_version"), seconds=time.perf_counter() - t0, error=None)
     except Exception as e:
-        return dict(status="FAILED", mlflow_run_id=None, cv_score=None, cv_std=None, model_version=None,
+        return dict(status="FAILED", mlflow_run_id=None, cv_score=None, cv_std=None, test_score=None, model_version=None,
                     seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
 
 # %% ../nbs/10_notebook.ipynb #c78094f7
@@ -292,11 +293,17 @@ def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel:
     table.attrs["parent_run_id"] = parent
     return table
 
+# %% ../nbs/10_notebook.ipynb #8e3d6781
+def ranked_by(table: pd.DataFrame) -> str:
+    "The column a sweep's runs are ranked by: `cv_score` when any run has one, else `test_score`."
+    def scored(c: str) -> bool: return c in table and bool(pd.to_numeric(table[c], errors="coerce").notna().any())
+    return "test_score" if scored("test_score") and not scored("cv_score") else "cv_score"
+
 # %% ../nbs/10_notebook.ipynb #4a537e3c
 def leaderboard(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    "A sweep's rows ranked by the cross-validated `metric` (best first, failed runs last), with a `rank` column first."
+    "A sweep's rows ranked by `metric` (`ranked_by`: cross-validated, else on the test set; best first, failed runs last), with a `rank` column first."
     higher = METRICS[metric]["greater_is_better"]
-    scores = pd.to_numeric(table["cv_score"], errors="coerce") if len(table) else pd.Series(dtype=float)
+    scores = pd.to_numeric(table[ranked_by(table)], errors="coerce") if len(table) else pd.Series(dtype=float)
     ranked = table.assign(rank=scores.rank(ascending=not higher, method="min").astype("Int64"))
     ranked = ranked.sort_values(["rank", "run"], na_position="last", kind="stable", ignore_index=True)
     return ranked[["rank", *[c for c in ranked.columns if c != "rank"]]]
@@ -306,9 +313,11 @@ def _register_best(table: pd.DataFrame, spec: TrainingSpec, tracking_uri: str) -
     "Register the best finished run of a sweep (by the primary metric), when the spec registers at all; what happened, said."
     from ml_workflow_training.workflow import register_run
     if not spec.mlflow.registry.enabled: return "registry disabled: nothing registered"
-    done = table[(table["status"] == "FINISHED") & table["cv_score"].notna()] if len(table) else table
-    if not len(done): return "no finished run with a cross-validated score: nothing registered"
+    key = ranked_by(table)
+    done = table[(table["status"] == "FINISHED") & table[key].notna()] if len(table) else table
+    if not len(done): return "no finished run with a score: nothing registered"
     best = done.iloc[0]  # the leaderboard's first
     ok, why, version = register_run(best["mlflow_run_id"], tracking_uri, spec.mlflow.registry)  # its own spec had registration off
     table.loc[table["mlflow_run_id"] == best["mlflow_run_id"], "model_version"] = version
-    return f"run {int(best['run'])} (best {spec.validation.primary_metric} {best['cv_score']:.4f}): {why}"
+    how = "cross-validated" if key == "cv_score" else "on its test set"
+    return f"run {int(best['run'])} (best {spec.validation.primary_metric} {best[key]:.4f}, {how}): {why}"

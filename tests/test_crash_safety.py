@@ -81,8 +81,10 @@ def test_a_mix_of_entry_points_at_once_on_a_new_store_loses_nothing(workdir):
 def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(workdir, sig, code):
     write_spec(workdir, "long.yaml", long=True)
     p, run_id = start_and_wait_for_training(workdir)
+    workers = children_of(p.pid)
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
+    assert workers and all_gone(workers) == []
     assert p.returncode == code and err.strip().splitlines()[-1] == f"error: interrupted by {sig.name}", err[-2000:]
     client, (run,) = store(workdir)
     assert run.info.run_id == run_id and run.info.status == "KILLED"
@@ -91,11 +93,35 @@ def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(wor
     assert client.search_registered_models() == []
 
 
+def children_of(pid: int) -> list[int]:
+    "The live processes whose parent is `pid` (from /proc)."
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit(): continue
+        try: state, ppid = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError): continue
+        if int(ppid) == pid and state != "Z": found.append(int(entry))
+    return found
+
+
+def all_gone(pids: list[int], seconds: float = 30) -> list[int]:
+    "Those of `pids` still alive (zombies count as gone) after waiting up to `seconds`."
+    def alive(pid):
+        try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError: return False
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(alive(p) for p in pids): time.sleep(0.5)
+    return [p for p in pids if alive(p)]
+
+
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     write_spec(workdir, "long.yaml", long=True)
     write_spec(workdir)
     p, first = start_and_wait_for_training(workdir)
+    workers = children_of(p.pid)  # the parallel tuning's workers (and joblib's resource tracker)
+    assert len(workers) >= 2, workers
     p.kill(); p.wait()
+    assert all_gone(workers) == [], "the killed run's workers outlived it"  # not left computing, 300 MB each, for nobody
     client, _ = store(workdir)
     assert client.get_run(first).info.status == "RUNNING"  # what kill -9 leaves, whatever the code does
     swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"], cwd=workdir,
@@ -138,8 +164,10 @@ def test_a_signal_to_mlwt_notebook_ends_its_run_killed_with_one_line_and_no_kern
     p = subprocess.Popen([str(BIN / "mlwt-notebook"), "run", "-p", "spec_file", "long.yaml", "-o", "data/runs/stopped.ipynb"],
                          cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = wait_for_running_run(workdir, p)
+    workers = children_of(int(run.data.tags["mlwt.pid"]))  # the kernel's
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
+    assert workers and all_gone(workers) == []
     assert p.returncode == code and err.strip().splitlines() == [f"error: interrupted by {sig.name}"], err[-3000:]
     client, runs = store(workdir)
     run = client.get_run(run.info.run_id)
@@ -157,9 +185,11 @@ def test_sigterm_to_plain_papermill_leaves_no_kernel_and_a_run_the_sweeper_fails
         p = subprocess.Popen([str(BIN / "papermill"), str(template_path()), "data/runs/pm.ipynb", "-p", "spec_file", "long.yaml",
                               "-p", "tracking_uri", uri], cwd=workdir, stdout=log, stderr=log)
         run = wait_for_running_run(workdir, p)
+        workers = children_of(int(run.data.tags["mlwt.pid"]))  # the kernel's
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=60) == -signal.SIGTERM
     assert process_gone(int(run.data.tags["mlwt.pid"]))
+    assert workers and all_gone(workers) == []
     client, _ = store(workdir)
     assert client.get_run(run.info.run_id).info.status != "FINISHED"
     swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", uri], cwd=workdir, capture_output=True, text=True)

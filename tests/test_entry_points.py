@@ -1,18 +1,25 @@
 """The README's promises, each through every entry point that offers it: the Python API, `mlwt-train`,
 `mlwt-notebook run`, plain `papermill` and `mlwt-sweep`, as real processes on real SQLite files.
 
-A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
+A holdout run (its table read in the split's order, its importance on a sample) must log, from every entry point,
+the rows and test metrics that scikit-learn's `train_test_split` gives, and a class too rare to split is said before
+any run is recorded. A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
 where and why, and register nothing; `mlwt-reproduce` must tell a notebook run's unchanged data from changed data.
 Crash safety (signals, kill -9, many at once) is in test_crash_safety.py; typed parameters in test_notebooks.py."""
+import io
+import re
 import sqlite3
 import subprocess
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
+from sklearn.model_selection import train_test_split
 
 from conftest import BIN
-from ml_workflow_training import default_training_spec, generate_database, run_training
+from ml_workflow_training import (build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec, generate_database,
+                                  load_data, run_training)
 from ml_workflow_training.core import WorkflowError
 from ml_workflow_training.notebook import template_path
 
@@ -103,3 +110,77 @@ def test_notebook_runs_choose_a_threshold_within_a_time_budget(workdir, entry):
     assert 0 < m["decision_threshold"] < 1 and m["threshold_balanced_accuracy"] >= m["threshold_balanced_accuracy_at_0_5"]
     assert m["tuning_candidates_planned"] == 2 and 1 <= m["tuning_candidates"] <= 2  # the seed's grid without n_estimators
     assert run.data.params["tuning.time_budget_s"] == "0.5"
+
+
+def holdout_spec(uri: str, **validation):
+    "The seed's spec as a quick holdout run: 25% held out, so the table is read in the split's order."
+    spec = default_training_spec()
+    return spec.model_copy(update={"tuning": None, "calibration": None,
+                                   "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 20}}),
+                                   "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25, **validation}),
+                                   "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
+
+
+def train_through(entry: str, workdir, uri: str) -> subprocess.CompletedProcess:
+    "Train holdout.yaml (already written) through `entry`, a console command or papermill, on the store at `uri`."
+    if entry == "mlwt-train": cmd = [BIN / "mlwt-train", "--spec", "holdout.yaml", "--quiet"]
+    elif entry == "mlwt-train --notebook": cmd = [BIN / "mlwt-train", "--notebook", "--spec", "holdout.yaml", "--quiet"]
+    elif entry == "mlwt-notebook": cmd = [BIN / "mlwt-notebook", "run", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri, "-o", "data/runs/h.ipynb"]
+    elif entry == "papermill": cmd = [BIN / "papermill", template_path(), "data/runs/h.ipynb", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri]
+    else:
+        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": {"tracking_uri": uri}, "runs": [{"spec_file": "holdout.yaml"}]}))
+        cmd = [BIN / "mlwt-sweep", "sweep.yaml", "--max-parallel", "1"]
+    return subprocess.run([str(c) for c in cmd], cwd=workdir, capture_output=True, text=True)
+
+
+def trainings(uri: str) -> list:
+    "The runs on the store that trained (a sweep's parent run does not)."
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("production_models")
+    return [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if "registered" in r.data.tags]
+
+
+@pytest.mark.parametrize("entry", ["mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_every_entry_point(workdir, entry):
+    spec = holdout_spec(f"sqlite:///{workdir}/api.db")
+    X, y = load_data(db="data/ml_workflow.db")
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=42, stratify=y)
+    plain = build_pipeline(spec.features, spec.model).fit(X_train, y_train)  # scikit-learn alone, on train_test_split's rows
+    expected = compute_metrics(y_test, plain.predict_proba(X_test), plain.classes_, ["roc_auc", "log_loss"])
+    api = run_training(spec, verbose=False)
+    assert api.data_fingerprint["content_hash"] == dataset_fingerprint(X_train, y_train)["content_hash"]
+    assert {k: api.test_metrics[k] for k in expected} == pytest.approx(expected, rel=1e-12)
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    holdout_spec(uri).save(workdir / "holdout.yaml")
+    p = train_through(entry, workdir, uri)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    if entry == "mlwt-sweep": assert "on its test set): no registration gate; registered gradient_boost_v1 version 1" in p.stdout, p.stdout  # ranked by the test score: no cv_score
+    elif entry in ("mlwt-train --notebook", "mlwt-notebook"): assert f"test_score {api.test_metrics['accuracy']:.4f}" in p.stdout, p.stdout
+    (run,) = trainings(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["registered"] == "true"
+    assert run.data.tags["dataset.training.content_hash"] == api.data_fingerprint["content_hash"]
+    assert run.data.params["dataset.training.n_rows"] == str(len(y_train))
+    assert {k: run.data.metrics[f"test_{k}"] for k in api.test_metrics} == pytest.approx(api.test_metrics, rel=1e-12)
+    logged = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="feature_importance.csv", tracking_uri=uri))
+    pd.testing.assert_frame_equal(logged, pd.read_csv(io.StringIO(api.feature_importance.to_csv(index=False))))
+
+
+@pytest.mark.parametrize("entry", ["api", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_a_class_too_rare_for_the_holdout_is_said_through_every_entry_point_and_records_nothing(workdir, entry):
+    X, y = load_data(db="data/ml_workflow.db")
+    rare = pd.concat([X, y], axis=1)
+    rare.loc[rare.index[0], "target"] = 7  # one row of a third class: no stratified split keeps it on both sides
+    with sqlite3.connect("data/ml_workflow.db") as con: rare.to_sql("rare", con, index=False)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    spec = holdout_spec(uri)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"table": "rare"})})
+    said = "class(es) [7] have a single row"
+    if entry == "api":
+        with pytest.raises(Exception, match=re.escape(said)): run_training(spec, verbose=False)
+    else:
+        spec.save(workdir / "holdout.yaml")
+        p = train_through(entry, workdir, uri)
+        assert p.returncode != 0 and said in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr[-2000:]
+        if entry != "papermill": assert "Traceback" not in (p.stdout if entry == "mlwt-sweep" else p.stderr)
+    assert trainings(uri) == []  # said before the run opened: nothing to sweep, nothing registered
