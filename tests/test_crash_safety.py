@@ -1,5 +1,6 @@
 """Crash safety with real processes on real SQLite stores: many runs at once on a new store, SIGTERM and Ctrl-C
 mid-run, `kill -9` and the sweeper. Every entry point that trains: `mlwt-train`, `mlwt-notebook run`, plain papermill."""
+import glob
 import os
 import signal
 import subprocess
@@ -9,17 +10,18 @@ import mlflow
 import pytest
 
 from conftest import BIN
-from ml_workflow_training import default_training_spec
+from ml_workflow_training import default_training_spec, generate_database
 from ml_workflow_training.notebook import template_path
 
 pytestmark = pytest.mark.slow
 TINY_NB = ["-p", "tuning", "false", "-p", "calibration", "false", "-p", "n_estimators", "10"]
 
 
-def write_spec(workdir, name="tiny.yaml", long=False):
-    "The seed's spec, tiny (no tuning, no calibration, 10 trees) or long enough to interrupt (a 12-candidate grid)."
+def write_spec(workdir, name="tiny.yaml", long=False, db=None):
+    "The seed's spec, tiny (no tuning, no calibration, 10 trees) or long enough to interrupt (a 12-candidate grid); `db`: another table's."
     spec = default_training_spec()
     update = {"calibration": None, "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 10}})}
+    if db: update["data"] = spec.data.model_copy(update={"db": db})
     update["tuning"] = spec.tuning.model_copy(update={"param_grid": {"classifier__n_estimators": [100, 200, 300, 400],
                                                                      "classifier__learning_rate": [0.01, 0.05, 0.1]}}) if long else None
     spec.model_copy(update=update).save(workdir / name)
@@ -134,6 +136,21 @@ def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert client.get_run(second).info.status == "FAILED"  # the next run on the store swept it
     assert [v.run_id for v in client.search_model_versions("name='gradient_boost_v1'")] == [ok.stdout.split("MLflow run")[1].split()[0]]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="joblib memory-maps large arguments into /dev/shm on Linux")
+def test_kill_9_mid_tune_frees_the_folds_shared_memory(workdir):
+    "20,000 rows: joblib hands the workers the data as files in /dev/shm, which stay (RAM) while anything that uses them lives."
+    generate_database("data/big.db", n_samples=20_000)
+    write_spec(workdir, "long.yaml", long=True, db="data/big.db")
+    p, _ = start_and_wait_for_training(workdir)
+    shared, workers = glob.glob(f"/dev/shm/joblib_memmapping_folder_{p.pid}_*"), children_of(p.pid)
+    assert shared and len(workers) >= 2, (shared, workers)
+    p.kill(); p.wait()
+    assert all_gone(workers) == []
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f) for f in shared): time.sleep(0.5)
+    assert not any(os.path.exists(f) for f in shared), shared  # joblib's resource tracker removed them once the workers ended
 
 
 def wait_for_running_run(workdir, proc, seconds=180):
