@@ -106,13 +106,21 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def eventually(condition, seconds: float) -> bool:
+    "Whether `condition()` holds within `seconds`, asked every half second."
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() >= deadline: return False
+        time.sleep(0.5)
+    return True
+
+
 def all_gone(pids: list[int], seconds: float = 30) -> list[int]:
     "Those of `pids` still alive (zombies count as gone) after waiting up to `seconds`."
     def alive(pid):
         try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
         except OSError: return False
-    deadline = time.time() + seconds
-    while time.time() < deadline and any(alive(p) for p in pids): time.sleep(0.5)
+    eventually(lambda: not any(alive(p) for p in pids), seconds)
     return [p for p in pids if alive(p)]
 
 
@@ -148,9 +156,7 @@ def test_kill_9_mid_tune_frees_the_folds_shared_memory(workdir):
     assert shared and len(workers) >= 2, (shared, workers)
     p.kill(); p.wait()
     assert all_gone(workers) == []
-    deadline = time.time() + 30
-    while time.time() < deadline and any(os.path.exists(f) for f in shared): time.sleep(0.5)
-    assert not any(os.path.exists(f) for f in shared), shared  # joblib's resource tracker removed them once the workers ended
+    assert eventually(lambda: not any(os.path.exists(f) for f in shared), 30), shared  # joblib's resource tracker removed them once the workers ended
 
 
 def wait_for_running_run(workdir, proc, seconds=180):
@@ -167,12 +173,11 @@ def wait_for_running_run(workdir, proc, seconds=180):
 
 
 def process_gone(pid: int, seconds: float = 60) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    def gone() -> bool:
         try: os.kill(pid, 0)
         except ProcessLookupError: return True
-        time.sleep(0.5)
-    return False
+        return False
+    return eventually(gone, seconds)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

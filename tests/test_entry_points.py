@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from conftest import BIN
 from ml_workflow_training import (build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec, generate_database,
                                   load_data, run_training)
-from ml_workflow_training.core import WorkflowError
+from ml_workflow_training.core import InputError, WorkflowError
 from ml_workflow_training.notebook import template_path
 
 pytestmark = pytest.mark.slow
@@ -112,12 +112,12 @@ def test_notebook_runs_choose_a_threshold_within_a_time_budget(workdir, entry):
     assert run.data.params["tuning.time_budget_s"] == "0.5"
 
 
-def holdout_spec(uri: str, **validation):
+def holdout_spec(uri: str):
     "The seed's spec as a quick holdout run: 25% held out, so the table is read in the split's order."
     spec = default_training_spec()
     return spec.model_copy(update={"tuning": None, "calibration": None,
                                    "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 20}}),
-                                   "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25, **validation}),
+                                   "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25}),
                                    "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
 
 
@@ -180,7 +180,7 @@ def test_a_class_too_rare_for_the_holdout_is_said_through_every_entry_point_and_
     spec = spec.model_copy(update={"data": spec.data.model_copy(update={"table": "rare"})})
     said = "class(es) [7] have a single row"
     if entry == "api":
-        with pytest.raises(Exception, match=re.escape(said)): run_training(spec, verbose=False)
+        with pytest.raises(InputError, match=re.escape(said)): run_training(spec, verbose=False)
     else:
         spec.save(workdir / "holdout.yaml")
         p = train_through(entry, workdir, uri)
