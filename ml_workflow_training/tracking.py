@@ -44,12 +44,12 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
            'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
            'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'served_output',
-           'ProbabilityModel', 'save_skops', 'in_background', 'warm_up_model_logging', 'PreparedModel', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash',
-           'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'is_write_conflict', 'promote',
-           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
-           'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
-           'log_executed_notebook', 'read_run']
+           'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background', 'warm_up_model_logging',
+           'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model',
+           'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version',
+           'is_write_conflict', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
+           'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run',
+           'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -433,13 +433,32 @@ class _SklearnServedWithProbabilities:
         mlflow_model.flavors["python_function"]["loader_module"] = __name__
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
+# %% ../nbs/07_tracking.ipynb #5a1c7e20
+_lock_turns = {"tasks": 0, "saved": None}
+_lock_turns_guard = threading.Lock()
+
+@contextlib.contextmanager
+def quick_lock_turns(interval: float = 1e-4):
+    "While the block runs, the interpreter lock changes threads every `interval` s (the previous interval back when the last such block ends)."
+    with _lock_turns_guard:
+        if _lock_turns["tasks"] == 0:
+            _lock_turns["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, _lock_turns["saved"]))
+        _lock_turns["tasks"] += 1
+    try: yield
+    finally:
+        with _lock_turns_guard:
+            _lock_turns["tasks"] -= 1
+            if _lock_turns["tasks"] == 0: sys.setswitchinterval(_lock_turns["saved"])
+
 # %% ../nbs/07_tracking.ipynb #74072172
 def in_background(work: Callable[[], Any], name: str = "mlwt-background") -> concurrent.futures.Future:
-    "Call `work()` in a daemon thread; its future (result or error)."
+    "Call `work()` in a daemon thread, handing the lock over quickly meanwhile; its future (result or error)."
     future = concurrent.futures.Future()
 
     def run() -> None:
-        try: future.set_result(work())
+        try:
+            with quick_lock_turns(): future.set_result(work())
         except BaseException as e: future.set_exception(e)  # noqa: BLE001  (handed to whoever waits)
     future.set_running_or_notify_cancel()
     threading.Thread(target=run, name=name, daemon=True).start()
