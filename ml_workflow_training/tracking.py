@@ -214,11 +214,13 @@ def spec_params(spec: TrainingSpec) -> dict[str, str]:
     return params
 
 # %% ../nbs/07_tracking.ipynb #21b8f0ec
-def log_params(params: dict[str, Any]) -> None:
-    "Log parameters in batches of 100, MLflow's limit per request."
+def log_params(params: dict[str, Any], run_id: str | None = None) -> None:
+    "Log parameters to run `run_id` (default: this thread's active run) in batches of 100, MLflow's limit per request."
     import mlflow
-    items = list(params.items())
-    for i in range(0, len(items), 100): mlflow.log_params(dict(items[i:i + 100]))
+    from mlflow.entities import Param
+    run_id = run_id or mlflow.active_run().info.run_id
+    items = [Param(k, str(v)) for k, v in params.items()]  # as `mlflow.log_params` writes them
+    for i in range(0, len(items), 100): mlflow.MlflowClient().log_batch(run_id, params=items[i:i + 100])
 
 # %% ../nbs/07_tracking.ipynb #be2d2c84
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
@@ -276,10 +278,11 @@ def _no_integer_hint():
         yield
 
 # %% ../nbs/07_tracking.ipynb #9605d25b
-def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training") -> None:
-    "Log `(X, y)` as an MLflow dataset input (schema from its first rows, counts and digest from the whole), with the fingerprint as tags."
+def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training",
+                run_id: str | None = None) -> None:
+    "Log `(X, y)` to run `run_id` (default: the active run) as an MLflow dataset input (schema from its first rows, counts and digest from the whole), with the fingerprint as tags."
     import mlflow
-    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
     target = str(y.name or "target")
     # the schema needs the columns, not every row: a copy of a million-row frame cost 0.5 s and a frame's memory
@@ -290,9 +293,11 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     # MLflow has no dataset source type for SQL tables: the code location stands as its source and the
     # table's URL (password hidden) goes in a tag
     entry = DatasetInput(Dataset(**d), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
-    mlflow.MlflowClient().log_inputs(mlflow.active_run().info.run_id, datasets=[entry])
-    mlflow.set_tags({f"dataset.{context}.content_hash": fingerprint["content_hash"], f"dataset.{context}.source": source})
-    log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]})
+    client, run_id = mlflow.MlflowClient(), run_id or mlflow.active_run().info.run_id
+    client.log_inputs(run_id, datasets=[entry])
+    client.log_batch(run_id, tags=[RunTag(f"dataset.{context}.content_hash", fingerprint["content_hash"]),
+                                   RunTag(f"dataset.{context}.source", source)])
+    log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]}, run_id)
 
 # %% ../nbs/07_tracking.ipynb #87c5256a
 REVIEWED_SKOPS_TYPES = frozenset({
@@ -702,13 +707,16 @@ def fail_dead_runs(tracking_uri: str, experiment_ids: list[str] | None = None) -
     return dead
 
 # %% ../nbs/07_tracking.ipynb #866f4ea0
-def record_failure(error: BaseException, step: str | None) -> None:
-    "Tag the active run with why and where it failed (the surrounding `with` then marks it FAILED)."
+def record_failure(error: BaseException, step: str | None, run_id: str | None = None) -> None:
+    "Tag run `run_id` (default: the active run) with why and where it failed (the surrounding `with` then marks it FAILED)."
     import mlflow
+    from mlflow.entities import RunTag
     try:
+        client, run_id = mlflow.MlflowClient(), run_id or mlflow.active_run().info.run_id
         reason = str(error) or ("interrupted: Ctrl-C, or the notebook runner stopping its kernel" if isinstance(error, KeyboardInterrupt) else "")
-        mlflow.set_tags({"error": f"{type(error).__name__}: {reason}"[:5000], "failed_step": str(step), "registered": "false"})
-        mlflow.log_text("".join(traceback.format_exception(error)), "error.txt")
+        tags = {"error": f"{type(error).__name__}: {reason}"[:5000], "failed_step": str(step), "registered": "false"}
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.log_text(run_id, "".join(traceback.format_exception(error)), "error.txt")
     except Exception: pass  # the store itself may be what failed; the original error matters more
 
 # %% ../nbs/07_tracking.ipynb #f48061c0
@@ -821,7 +829,7 @@ class RunRecorder:
         self._preparing: tuple[Any, concurrent.futures.Future | None] = (None, None)  # the model being saved, and that work
         self._opening: concurrent.futures.Future | None = None  # connecting and opening the run, in a background thread
         self._attached = False  # whether the run is this thread's active MLflow run
-        self._ended = False
+        self._ended = self._described = False
 
     def connect(self) -> str:
         "Reach the store (failing fast when it cannot be used) and return the experiment id."
@@ -833,8 +841,8 @@ class RunRecorder:
         "Say now, before any data is read, what needs no MLflow: a server that does not answer, an SQLite store that cannot be one."
         check_store(resolve_tracking_uri(self.spec.mlflow.tracking_uri))
 
-    def _open(self, parent_run_id: str | None, tags: dict, connected: Callable[[], None]) -> str:
-        "Connect, then create the run RUNNING with the name, parent and context tags `mlflow.start_run` gives; its id."
+    def _open(self, parent_run_id: str | None, tags: dict, connected: Callable[[], None], data: dict | None) -> str:
+        "Connect, create the run RUNNING with the name, parent and context tags `mlflow.start_run` gives, and `describe` it with `data`; its id."
         import mlflow
         from mlflow.tracking.context.registry import resolve_tags
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -846,15 +854,22 @@ class RunRecorder:
         tags = {**tags, MLFLOW_RUN_NAME: name}
         if parent_run_id: tags[MLFLOW_PARENT_RUN_ID] = client.get_run(parent_run_id).info.run_id  # a parent that does not exist: said here
         self.run_id = client.create_run(self.experiment_id, tags=resolve_tags(tags), run_name=name).info.run_id
+        if data is not None:
+            try: self.describe(data)
+            except Exception as e:  # the run was created: it must not stay RUNNING for want of a description
+                record_failure(e, "connect", self.run_id)  # the step that will report it
+                with contextlib.suppress(Exception): client.set_terminated(self.run_id, "FAILED")
+                raise
         if self.spec.mlflow.log_model: warm_up_model_logging()  # here: one thread at a time imports MLflow's modules
         return self.run_id
 
     @contextlib.contextmanager
-    def run(self, parent_run_id: str | None = None, tags: dict | None = None, connected: Callable[[], None] = lambda: None):
-        "The MLflow run around a block, opened in a background thread as the block starts: FINISHED, FAILED on an error, KILLED when interrupted or when the process exits inside it."
+    def run(self, parent_run_id: str | None = None, tags: dict | None = None, connected: Callable[[], None] = lambda: None,
+            data: dict | None = None):
+        "The MLflow run around a block, opened (and described with `data`) in a background thread as the block starts: FINISHED, FAILED on an error, KILLED when interrupted or when the process exits inside it."
         refuse_active_run()
         tags = {**(tags or {}), **process_tags()}  # a sweep's parent, a notebook's origin, and who runs it: not part of the spec
-        self._opening, status = in_background(lambda: self._open(parent_run_id, tags, connected), "mlwt-connect"), "FAILED"
+        self._opening, status = in_background(lambda: self._open(parent_run_id, tags, connected, data), "mlwt-connect"), "FAILED"
         try:
             yield self
             status = "FINISHED"
@@ -896,26 +911,35 @@ class RunRecorder:
         if self.registered: unregister(*self.registered)
         record_failure(error, step)
 
-    def log_run(self, result, X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, lineage: dict, durations: dict) -> None:
-        "Log the spec, lineage, versions and everything `result` measured."
+    def describe(self, data: dict) -> None:
+        "Log what is known before any fit (the spec, its params, library versions, the commit, the data's lineage and fingerprint) to this recorder's run, from any thread."
         import mlflow
-        spec, ms = self.spec, self.spec.mlflow
-        tags = {**ms.tags, **{k: str(v) for k, v in lineage.items()}, "spec_hash": spec.spec_hash(),
-                "model_type": spec.model.model_type, "cv_of": result.cv_of}
+        from mlflow.entities import RunTag
+        spec, ms, client = self.spec, self.spec.mlflow, mlflow.MlflowClient()
+        versions = library_versions()
+        tags = {**ms.tags, **{k: str(v) for k, v in data["lineage"].items()}, "spec_hash": spec.spec_hash(),
+                "model_type": spec.model.model_type, "validation_hash": validation_hash(spec),
+                "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
         commit = git_commit()
         if commit: tags.update({"git_commit": commit, "mlflow.source.git.commit": commit.removesuffix("+dirty")})
-        mlflow.set_tags(tags)
-        log_params(spec_params(spec))
-        versions = library_versions()
-        mlflow.log_dict(versions, "versions.json")
-        mlflow.set_tag("versions", ", ".join(f"{k} {v}" for k, v in versions.items()))
-        mlflow.log_text(spec.to_yaml(), "spec.yaml")
-        if ms.log_dataset: log_dataset(X, y, fingerprint, source, name=spec.data.table if source != "in-memory" else "in_memory")
-        log_results(spec, result, durations)
-        counts = {(k.item() if hasattr(k, "item") else k): int(v) for k, v in pd.Series(y).value_counts().sort_index().items()}
-        self.card, self.fingerprint = model_card(spec, result, fingerprint, counts), fingerprint
+        client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        log_params(spec_params(spec), self.run_id)
+        client.log_dict(self.run_id, versions, "versions.json")
+        client.log_text(self.run_id, spec.to_yaml(), "spec.yaml")
+        if ms.log_dataset:
+            log_dataset(data["X"], data["y"], data["fingerprint"], data["source"],
+                        name=spec.data.table if data["source"] != "in-memory" else "in_memory", run_id=self.run_id)
+        self._described = True
+
+    def log_run(self, result, data: dict, durations: dict) -> None:
+        "Log everything `result` measured (and what `describe` logs, when the run was opened without the data)."
+        import mlflow
+        if not self._described: self.describe(data)
+        mlflow.set_tag("cv_of", result.cv_of)
+        log_results(self.spec, result, durations)
+        counts = {(k.item() if hasattr(k, "item") else k): int(v) for k, v in pd.Series(data["y"]).value_counts().sort_index().items()}
+        self.card, self.fingerprint = model_card(self.spec, result, data["fingerprint"], counts), data["fingerprint"]
         mlflow.log_text(self.card, "model_card.md")
-        mlflow.set_tag("validation_hash", validation_hash(spec))
         self.metric_tags = {f"metric.cv_{k}": mean_std(v) for k, v in (result.cv_metrics or {}).items()}
         self.metric_tags.update({f"metric.test_{k}": f"{v:.4f}" for k, v in result.test_metrics.items()})
         c = result.calibration_summary or {}

@@ -246,7 +246,7 @@ def _track(recorder: RunRecorder, r: TrainingResult, X, y, data: dict, step: Ste
         r.mlflow_run_id = recorder.attach()
         note["text"] = f"{recorder.spec.mlflow.tracking_uri}, experiment {recorder.spec.mlflow.experiment_name!r}"
     with step("log") as note:
-        recorder.log_run(r, X, y, r.data_fingerprint, data["source"], data["lineage"], step.durations)
+        recorder.log_run(r, data, step.durations)
         r.model_uri = recorder.log_model(r.pipeline, X)
         note["text"] = f"run {recorder.run_id}"
     with step("register") as note:
@@ -396,7 +396,7 @@ def _run(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer, parent_run_i
         data = _prepare(spec, X, y, X_test, y_test, step)
         tags = {**(run_tags or {}), **engine}
         # the run opens in a background thread while the fits start (see step 5 above)
-        with stop_on_sigterm(), recorder.run(parent_run_id, tags, connected=freeze) if recorder else contextlib.nullcontext():
+        with stop_on_sigterm(), recorder.run(parent_run_id, tags, connected=freeze, data=data) if recorder else contextlib.nullcontext():
             try:
                 model_ready = (lambda model: recorder.prepare_model(model, data["X"])) if recorder else (lambda model: None)
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):

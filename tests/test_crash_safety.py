@@ -92,6 +92,7 @@ def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(wor
     assert run.info.run_id == run_id and run.info.status == "KILLED"
     assert run.data.tags["failed_step"] == "tune" and run.data.tags["registered"] == "false"
     assert sig.name in run.data.tags["error"] or "KeyboardInterrupt" in run.data.tags["error"]
+    assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(run_id)}  # logged as it opened
     assert client.search_registered_models() == []
 
 

@@ -95,13 +95,14 @@ def test_reproduce_without_a_logged_fingerprint_does_not_claim_the_same_data(wor
     assert cli.returncode == 1 and "data UNKNOWN (the run logged no data fingerprint)" in cli.stdout
 
 
-@pytest.mark.parametrize("where, step", [("cross-validate", "cross-validate"), ("log_model", "log"), ("alias", "register"),
-                                         ("after_register", "register")])
+@pytest.mark.parametrize("where, step", [("describe", "connect"), ("cross-validate", "cross-validate"), ("log_model", "log"),
+                                         ("alias", "register"), ("after_register", "register")])
 def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypatch, where, step):
-    "A fault anywhere, before, during or after registration: the run is FAILED with its step, and no version is left registered."
+    "A fault anywhere, while the run is opened, before, during or after registration: the run is FAILED with its step, and no version is left registered."
     import ml_workflow_training.tracking as tr
     import ml_workflow_training.workflow as wf
     def broken(*a, **k): raise RuntimeError("disk on fire")
+    if where == "describe": monkeypatch.setattr(tr, "log_dataset", broken)  # in the thread that opens the run, during the fits
     if where == "cross-validate": monkeypatch.setattr(wf, "cross_validate_model", broken)
     if where == "log_model": monkeypatch.setattr(tr, "log_model", broken)
     if where == "alias": monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", broken)
@@ -114,6 +115,11 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
     assert run.data.tags["error"] == "RuntimeError: disk on fire" and run.data.tags["failed_step"] == step
     assert "disk on fire" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")
     assert client.search_model_versions("name = 'small_gb'") == []
+    if where != "describe":  # what the run was is logged as it opens, before any fit: a failed run still says it
+        spec = TrainingSpec.from_yaml(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/spec.yaml"))
+        assert spec.spec_hash() == run.data.tags["spec_hash"] == small_spec("sqlite:///mlflow.db").spec_hash()
+        assert run.data.params["model.model_type"] == "gradient_boosting" and run.data.params["dataset.training.n_rows"] == "1000"
+        assert len(run.data.tags["dataset.training.content_hash"]) == 64 and run.inputs.dataset_inputs
 
 
 def test_failing_gate_registers_nothing_and_says_why(workdir):
