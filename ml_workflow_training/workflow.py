@@ -440,6 +440,9 @@ def reproduce_run(run_id: str, tracking_uri: str | None = None, verbose: bool = 
     record = read_run(run_id, tracking_uri)
     if record["tags"].get("dataset.training.source") == "in-memory":
         raise WorkflowError(f"run {run_id} trained on in-memory data, which was not stored: rerun run_training(spec, X, y) with the same data")
+    if "failed_step" in record["tags"]:  # its spec is logged, its results are not: there is nothing to compare a retraining with
+        raise WorkflowError(f"run {run_id} failed during step {record['tags']['failed_step']!r} ({record['tags'].get('error', 'no error recorded')}): "
+                            "it has no results to reproduce; train its spec.yaml again with mlwt-train --spec")
     if record["spec_yaml"] is None: raise WorkflowError(f"run {run_id} has no spec.yaml artifact: it did not finish logging, or another tool logged it")
     spec = TrainingSpec.from_yaml(record["spec_yaml"])
     # where it computed does not change what: a run made on a cluster is checked here unless told otherwise

@@ -120,6 +120,12 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
         assert spec.spec_hash() == run.data.tags["spec_hash"] == small_spec("sqlite:///mlflow.db").spec_hash()
         assert run.data.params["model.model_type"] == "gradient_boosting" and run.data.params["dataset.training.n_rows"] == "1000"
         assert len(run.data.tags["dataset.training.content_hash"]) == 64 and run.inputs.dataset_inputs
+    if where == "cross-validate":  # a failed run has a spec but no results: said before anything is retrained
+        with pytest.raises(WorkflowError, match="failed during step 'cross-validate' .RuntimeError: disk on fire.: it has no results to reproduce"):
+            reproduce_run(run.info.run_id, f"sqlite:///{workdir}/mlflow.db", verbose=False)
+        import subprocess
+        cli = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--quiet"], cwd=workdir, capture_output=True, text=True)
+        assert cli.returncode == 1 and "it has no results to reproduce" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr[-2000:]
 
 
 def test_failing_gate_registers_nothing_and_says_why(workdir):
