@@ -289,7 +289,7 @@ def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel:
         rows = list(pool.map(lambda i: _sweep_one(i, runs[i], out_dir, template), range(len(sets))))
     table = leaderboard(pd.DataFrame([dict(run=i, **ps, **row) for i, (ps, row) in enumerate(zip(sets, rows))]), spec.validation.primary_metric)
     table.attrs["registration"] = _register_best(table, spec, uri)
-    finish_sweep_run(parent, uri, table)
+    finish_sweep_run(parent, uri, table, ranked_by(table))
     table.attrs["parent_run_id"] = parent
     return table
 

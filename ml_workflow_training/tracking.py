@@ -1037,19 +1037,22 @@ def start_sweep_run(spec: MLflowSpec, name: str, size: int) -> tuple[str, str]:
     return run.info.run_id, uri
 
 # %% ../nbs/07_tracking.ipynb #0edf2b7b
-def finish_sweep_run(run_id: str, tracking_uri: str, table: pd.DataFrame) -> None:
-    "Attach the leaderboard to a sweep's parent run, its best run's parameters and scores too, and end it (FAILED only when every run failed)."
+def finish_sweep_run(run_id: str, tracking_uri: str, table: pd.DataFrame, score: str = "cv_score") -> None:
+    "Attach the leaderboard (best first, ranked by `score`: `cv_score` or `test_score`) to a sweep's parent run, its best run's parameters and score too, and end it (FAILED only when every run failed)."
     import mlflow
     client = mlflow.MlflowClient(tracking_uri)
     failed = int((table["status"] == "FAILED").sum()) if len(table) else 0
     client.set_tag(run_id, "sweep.failed", str(failed))
-    if len(table) and table["cv_score"].notna().any():  # the leaderboard's first row
+    if len(table) and score in table and pd.to_numeric(table[score], errors="coerce").notna().any():  # the leaderboard's first row
         best = table.iloc[0]
-        skip = {"rank", "run", "status", "mlflow_run_id", "cv_score", "cv_std", "model_version", "seconds", "error", "parent_run_id", "tracking_uri"}
+        skip = {"rank", "run", "status", "mlflow_run_id", "cv_score", "cv_std", "test_score", "model_version", "seconds", "error",
+                "parent_run_id", "tracking_uri"}
         given = {k: v for k, v in best.items() if k not in skip and (isinstance(v, (dict, list)) or not pd.isna(v))}  # this run's parameters
         for k, v in given.items(): client.log_param(run_id, f"best.{k}", v)
-        client.log_metric(run_id, "best_cv_score", float(best["cv_score"]))
-        if best["cv_std"] is not None and best["cv_std"] == best["cv_std"]: client.log_metric(run_id, "best_cv_std", float(best["cv_std"]))
+        client.log_metric(run_id, f"best_{score}", float(best[score]))
+        if score == "cv_score" and best["cv_std"] is not None and best["cv_std"] == best["cv_std"]:
+            client.log_metric(run_id, "best_cv_std", float(best["cv_std"]))
+        client.set_tag(run_id, "sweep.ranked_by", score)
         client.set_tag(run_id, "sweep.best_run_id", str(best["mlflow_run_id"]))
     if table.attrs.get("registration"): client.set_tag(run_id, "registration", table.attrs["registration"][:5000])
     with tempfile.TemporaryDirectory() as d:

@@ -164,6 +164,11 @@ def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_
     assert {k: run.data.metrics[f"test_{k}"] for k in api.test_metrics} == pytest.approx(api.test_metrics, rel=1e-12)
     logged = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="feature_importance.csv", tracking_uri=uri))
     pd.testing.assert_frame_equal(logged, pd.read_csv(io.StringIO(api.feature_importance.to_csv(index=False))))
+    if entry == "mlwt-sweep":  # the sweep's parent run names its best run and that run's test score
+        client = mlflow.MlflowClient(uri)
+        (parent,) = [r for r in client.search_runs([run.info.experiment_id]) if "sweep.size" in r.data.tags]
+        assert parent.data.tags["sweep.ranked_by"] == "test_score" and parent.data.tags["sweep.best_run_id"] == run.info.run_id
+        assert parent.data.metrics["best_test_score"] == pytest.approx(api.test_metrics["accuracy"], rel=1e-12)
     again = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--tracking-uri", uri, "--quiet"], cwd=workdir,
                            capture_output=True, text=True)  # a new process reads the table in the same order again
     assert again.returncode == 0 and f"reproduced: run {run.info.run_id}, data unchanged" in again.stdout, again.stdout + again.stderr

@@ -132,7 +132,12 @@ def test_six_concurrent_runs_on_one_sqlite_store_lose_nothing(workdir):
     counts = {len(r.data.metrics) for r in children}
     assert len(counts) == 1 and counts.pop() >= 25  # every run holds every metric
     for r in children: assert len(client.get_metric_history(r.info.run_id, "cv_accuracy_fold")) == 5
-    assert client.get_run(parent).data.tags["sweep.failed"] == "1"
+    parent_run = client.get_run(parent)
+    assert parent_run.data.tags["sweep.failed"] == "1" and parent_run.data.tags["sweep.ranked_by"] == "cv_score"
+    best = table.iloc[0]  # the leaderboard's first row names the parent's best run, score and parameters
+    assert parent_run.data.tags["sweep.best_run_id"] == best["mlflow_run_id"] and best["cv_score"] == table["cv_score"].max()
+    assert parent_run.data.metrics["best_cv_score"] == pytest.approx(best["cv_score"], rel=1e-12)
+    assert parent_run.data.params["best.n_estimators"] == str(best["n_estimators"])
 
 
 def test_sweep_cli_with_a_grid(workdir):
