@@ -551,8 +551,12 @@ def _feature_columns(table: sa.Table, meta: dict | None, target: str, columns: S
 # %% ../nbs/00_data.ipynb #cf5a2283
 def dataset_fingerprint(X: pd.DataFrame, y: pd.Series | None = None) -> dict:
     "Stable content hash, row and column counts of `X` (and `y`, as its last column)."
-    frame = X if y is None else pd.concat([X, y.rename(y.name or "target")], axis=1)
-    hasher = _RowHasher(frame.columns, [logical_type(t) for t in frame.dtypes])
-    for start in range(0, len(frame), 100_000): hasher.update(frame.iloc[start:start + 100_000])
-    return dict(content_hash=hasher.hexdigest(), n_rows=len(frame), n_columns=frame.shape[1],
-                columns=[str(c) for c in frame.columns])
+    target = None if y is None else y.rename(y.name or "target")
+    if target is not None and not X.index.equals(target.index):  # rows paired by label: that is what the concatenation does
+        X, target = pd.concat([X, target], axis=1), None
+    columns = list(X.columns) + ([target.name] if target is not None else [])
+    hasher = _RowHasher(columns, [logical_type(t) for t in X.dtypes] + ([logical_type(target.dtype)] if target is not None else []))
+    for start in range(0, len(X), 100_000):  # the target joined a chunk at a time: no copy of the whole frame
+        part = X.iloc[start:start + 100_000]
+        hasher.update(part if target is None else pd.concat([part, target.iloc[start:start + 100_000]], axis=1))
+    return dict(content_hash=hasher.hexdigest(), n_rows=len(X), n_columns=len(columns), columns=[str(c) for c in columns])

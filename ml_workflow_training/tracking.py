@@ -912,7 +912,7 @@ class RunRecorder:
         record_failure(error, step)
 
     def describe(self, data: dict) -> None:
-        "Log what is known before any fit (the spec, its params, library versions, the commit, the data's lineage and fingerprint) to this recorder's run, from any thread."
+        "Log what is known before any fit to this recorder's run, from any thread: the spec, its params, library versions, the commit, and the lineage of `data` (X, y, source, lineage, fingerprint or the future computing it)."
         import mlflow
         from mlflow.entities import RunTag
         spec, ms, client = self.spec, self.spec.mlflow, mlflow.MlflowClient()
@@ -927,18 +927,20 @@ class RunRecorder:
         client.log_dict(self.run_id, versions, "versions.json")
         client.log_text(self.run_id, spec.to_yaml(), "spec.yaml")
         if ms.log_dataset:
-            log_dataset(data["X"], data["y"], data["fingerprint"], data["source"],
+            fingerprint = data["fingerprint"]  # or its computation, still under way in another thread
+            if isinstance(fingerprint, concurrent.futures.Future): fingerprint = fingerprint.result()
+            log_dataset(data["X"], data["y"], fingerprint, data["source"],
                         name=spec.data.table if data["source"] != "in-memory" else "in_memory", run_id=self.run_id)
         self._described = True
 
     def log_run(self, result, data: dict, durations: dict) -> None:
-        "Log everything `result` measured (and what `describe` logs, when the run was opened without the data)."
+        "Log everything `result` (the workflow's `TrainingResult`, its data fingerprint included) measured, and what `describe` logs when the run was opened without the data."
         import mlflow
         if not self._described: self.describe(data)
         mlflow.set_tag("cv_of", result.cv_of)
         log_results(self.spec, result, durations)
         counts = {(k.item() if hasattr(k, "item") else k): int(v) for k, v in pd.Series(data["y"]).value_counts().sort_index().items()}
-        self.card, self.fingerprint = model_card(self.spec, result, data["fingerprint"], counts), data["fingerprint"]
+        self.card, self.fingerprint = model_card(self.spec, result, result.data_fingerprint, counts), result.data_fingerprint
         mlflow.log_text(self.card, "model_card.md")
         self.metric_tags = {f"metric.cv_{k}": mean_std(v) for k, v in (result.cv_metrics or {}).items()}
         self.metric_tags.update({f"metric.test_{k}": f"{v:.4f}" for k, v in result.test_metrics.items()})

@@ -30,7 +30,7 @@ from .models import build_pipeline, check_target, fit_on_shuffled_rows, iteratio
 from .preprocessing import check_features
 from .specs import (CalibrationSpec, ComputeSpec, DataSpec, ThresholdSpec, FeatureSpec, FeatureStoreSpec, MLflowSpec, ModelSpec,
                                         RegistrySpec, TrainingSpec, TuningSpec, ValidationSpec, metrics_for_classes)
-from .tracking import RunRecorder, load_model, read_run, validation_hash
+from .tracking import RunRecorder, in_background, load_model, read_run, validation_hash
 from .tuning import make_search, study_figures
 
 # %% auto #0
@@ -372,7 +372,8 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
         spec.check_against_data(len(y), check_target(y))
         check_features(X, spec.features)
         if X_test is not None: check_features(X_test, spec.features)
-        fingerprint = dataset_fingerprint(X, y)
+    # numpy's hashing gives the interpreter lock up: beside the fits it costs them little (1M rows: 0.1 s off the checks)
+    fingerprint = in_background(lambda: dataset_fingerprint(X, y), "mlwt-fingerprint")
     return dict(X=X, y=y, X_test=X_test, y_test=y_test, source=source, lineage=lineage, fingerprint=fingerprint, shuffled=shuffled)
 
 # %% ../nbs/08_workflow.ipynb #31630e14
@@ -401,7 +402,7 @@ def _run(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer, parent_run_i
                 model_ready = (lambda model: recorder.prepare_model(model, data["X"])) if recorder else (lambda model: None)
                 with compute_engine(spec.compute, client, (data["X"], data["y"])):
                     r = _train(spec, data["X"], data["y"], data["X_test"], data["y_test"], step, model_ready, data["shuffled"])
-                r.data_fingerprint = data["fingerprint"]
+                r.data_fingerprint = data["fingerprint"].result()
                 if recorder: _track(recorder, r, data["X"], data["y"], data, step)
             except BaseException as e:  # Ctrl-C and SIGTERM too: the run records the step it was killed in
                 if recorder: recorder.fail(e, step.current)
