@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from .builders import default_training_spec
 from .core import Interrupted, NotebookError, SpecError, mean_std, suggest
 from .specs import METRICS, TrainingSpec
-from .tracking import finish_sweep_run, log_executed_notebook, start_sweep_run
+from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters', 'typed_parameters', 'spec_from_parameters',
@@ -198,12 +202,16 @@ def read_result(path: str | Path) -> dict | None:
     return None
 
 # %% ../nbs/10_notebook.ipynb #7ad2c8bd
+_LIVE_KERNELS: "weakref.WeakSet" = weakref.WeakSet()  # the kernel managers of notebooks being run: a stopped sweep interrupts its own
+
 def _kernel_manager_writing_to(log):
-    "A kernel manager class whose kernel (and its worker processes) write stderr to the open file `log`, not to ours."
+    "A kernel manager class whose kernel (and its worker processes) write stderr to the open file `log`, not to ours; each one kept in `_LIVE_KERNELS` with the thread that started it."
     from jupyter_client.manager import AsyncKernelManager
 
     class KernelManagerWithLog(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            self.started_by = threading.current_thread().name
+            _LIVE_KERNELS.add(self)
             return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
     return KernelManagerWithLog
 
@@ -259,6 +267,30 @@ def _sweep_one(i: int, params: dict, out_dir: Path, template) -> dict:
         return dict(status="FAILED", mlflow_run_id=None, cv_score=None, cv_std=None, test_score=None, model_version=None,
                     seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
 
+# %% ../nbs/10_notebook.ipynb #3b8e2f41
+def _not_run(i: int) -> dict:
+    "The row of a sweep's run that was never started."
+    return dict(status="CANCELLED", mlflow_run_id=None, cv_score=None, cv_std=None, test_score=None, model_version=None, seconds=0.0,
+                error="the sweep was stopped before this run started")
+
+# %% ../nbs/10_notebook.ipynb #9c4d1a66
+def _stop_sweep(pool: cf.ThreadPoolExecutor, futures: list[cf.Future], threads: str, uri: str, grace: float = 60) -> None:
+    "Cancel a sweep's runs not started and interrupt its running kernels (killed after `grace` seconds, their runs then failed); return once every run has ended."
+    pool.shutdown(wait=False, cancel_futures=True)
+    interrupted, deadline = set(), time.monotonic() + grace
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        for km in [k for k in list(_LIVE_KERNELS) if getattr(k, "started_by", "").startswith(threads) and id(k) not in interrupted]:
+            process = getattr(km.provisioner, "process", None)
+            if process is None: continue  # not launched yet: next time round
+            interrupted.add(id(km))  # once: a second interrupt could land in the code that ends the run KILLED
+            with contextlib.suppress(OSError): os.kill(process.pid, signal.SIGINT)
+        cf.wait(futures, timeout=0.5)
+    for km in [k for k in list(_LIVE_KERNELS) if getattr(k, "started_by", "").startswith(threads)]:
+        process = getattr(km.provisioner, "process", None)
+        if process is not None and process.poll() is None: process.kill()
+    cf.wait(futures, timeout=30)
+    with contextlib.suppress(Exception): fail_dead_runs(uri)  # the runs of kernels that had to be killed
+
 # %% ../nbs/10_notebook.ipynb #c78094f7
 def _one_destination(specs: list[TrainingSpec]) -> TrainingSpec:
     "The first spec, once every spec is known to log to the same store and experiment (a sweep is one parent run)."
@@ -285,9 +317,20 @@ def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel:
     out_dir = Path(out_dir) / parent
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [{**base, **ps, "parent_run_id": parent, "tracking_uri": uri, "register": False} for ps in sets]  # the sweep registers, once
-    with cf.ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:  # each notebook runs in its own kernel process
-        rows = list(pool.map(lambda i: _sweep_one(i, runs[i], out_dir, template), range(len(sets))))
-    table = leaderboard(pd.DataFrame([dict(run=i, **ps, **row) for i, (ps, row) in enumerate(zip(sets, rows))]), spec.validation.primary_metric)
+    threads = f"mlwt-sweep-{parent[:12]}"  # the names of this sweep's threads, and so of the kernels it started
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix=threads)  # each notebook in its own kernel process
+    futures = [pool.submit(_sweep_one, i, runs[i], out_dir, template) for i in range(len(sets))]
+    def table_of(rows: list[dict]) -> pd.DataFrame:
+        return leaderboard(pd.DataFrame([dict(run=i, **ps, **row) for i, (ps, row) in enumerate(zip(sets, rows))]), spec.validation.primary_metric)
+    try: rows = [f.result() for f in futures]
+    except (KeyboardInterrupt, Interrupted) as e:
+        _stop_sweep(pool, futures, threads, uri)
+        table = table_of([f.result() if not f.cancelled() else _not_run(i) for i, f in enumerate(futures)])
+        table.attrs["registration"] = "the sweep was stopped: nothing registered"
+        finish_sweep_run(parent, uri, table, ranked_by(table), status="KILLED", error=f"the sweep was stopped: {str(e) or 'interrupted by SIGINT'}")
+        raise
+    pool.shutdown()
+    table = table_of(rows)
     table.attrs["registration"] = _register_best(table, spec, uri)
     finish_sweep_run(parent, uri, table, ranked_by(table))
     table.attrs["parent_run_id"] = parent

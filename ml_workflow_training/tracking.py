@@ -1035,12 +1035,14 @@ def start_sweep_run(spec: MLflowSpec, name: str, size: int) -> tuple[str, str]:
     import mlflow
     experiment_id = open_experiment(spec)
     uri = resolve_tracking_uri(spec.tracking_uri)
-    run = mlflow.MlflowClient(uri).create_run(experiment_id, run_name=name, tags={"sweep.size": str(size)})
+    # the process tags: a sweep killed outright leaves its parent RUNNING, for the sweeper to fail
+    run = mlflow.MlflowClient(uri).create_run(experiment_id, run_name=name, tags={"sweep.size": str(size), **process_tags()})
     return run.info.run_id, uri
 
 # %% ../nbs/07_tracking.ipynb #0edf2b7b
-def finish_sweep_run(run_id: str, tracking_uri: str, table: pd.DataFrame, score: str = "cv_score") -> None:
-    "Attach the leaderboard (best first, ranked by `score`: `cv_score` or `test_score`) to a sweep's parent run, its best run's parameters and score too, and end it (FAILED only when every run failed)."
+def finish_sweep_run(run_id: str, tracking_uri: str, table: pd.DataFrame, score: str = "cv_score", status: str | None = None,
+                     error: str | None = None) -> None:
+    "Attach the leaderboard (best first, ranked by `score`: `cv_score` or `test_score`) to a sweep's parent run, its best run's parameters and score too, and end it `status` (by default FAILED only when every run failed) with `error` as a tag."
     import mlflow
     client = mlflow.MlflowClient(tracking_uri)
     failed = int((table["status"] == "FAILED").sum()) if len(table) else 0
@@ -1060,7 +1062,8 @@ def finish_sweep_run(run_id: str, tracking_uri: str, table: pd.DataFrame, score:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "sweep_results.csv").write_text(table.to_csv(index=False))
         client.log_artifact(run_id, str(Path(d) / "sweep_results.csv"))
-    client.set_terminated(run_id, "FAILED" if failed == len(table) and failed else "FINISHED")
+    if error: client.set_tag(run_id, "error", error[:5000])
+    client.set_terminated(run_id, status or ("FAILED" if failed == len(table) and failed else "FINISHED"))
 
 # %% ../nbs/07_tracking.ipynb #b560b926
 def log_executed_notebook(path: str | Path, run_id: str, tracking_uri: str | None) -> None:

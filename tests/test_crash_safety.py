@@ -7,7 +7,9 @@ import subprocess
 import time
 
 import mlflow
+import pandas as pd
 import pytest
+import yaml
 
 from conftest import BIN
 from ml_workflow_training import default_training_spec, generate_database
@@ -219,4 +221,63 @@ def test_sigterm_to_plain_papermill_leaves_no_kernel_and_a_run_the_sweeper_fails
     assert swept.returncode == 0, swept.stderr
     after = client.get_run(run.info.run_id)
     assert after.info.status in ("FAILED", "KILLED") and after.data.tags["registered"] == "false"
+    assert client.search_registered_models() == []
+
+
+def wait_for_sweep_trainings(workdir, proc, n: int, seconds=180) -> tuple[str, list]:
+    "A sweep's parent run id and its `n` training runs, once all are RUNNING (their kernels are tuning)."
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, (proc.communicate()[1] or "")[-2000:]
+        runs = store(workdir)[1]
+        parents = [r for r in runs if "sweep.size" in r.data.tags]
+        children = [r for r in runs if parents and r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        if len(children) == n and all(r.info.status == "RUNNING" for r in children): return parents[0].info.run_id, children
+        time.sleep(0.5)
+    raise AssertionError("the sweep's runs did not open in time")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_mlwt_sweep_stops_its_runs_killed_starts_no_more_and_leaves_no_kernel(workdir, sig, code):
+    "The sweep's running kernels are interrupted (their runs end KILLED in the step they were in), the run not yet started never starts, the parent ends KILLED, nothing is registered."
+    write_spec(workdir, "long.yaml", long=True)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": {"spec_file": "long.yaml", "tracking_uri": uri},
+                                                        "runs": [{"run_name": "a"}, {"run_name": "b"}, {"run_name": "c"}]}))
+    p = subprocess.Popen([str(BIN / "mlwt-sweep"), "sweep.yaml", "--max-parallel", "2"], cwd=workdir,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent, running = wait_for_sweep_trainings(workdir, p, 2)
+    kernels = [int(r.data.tags["mlwt.pid"]) for r in running]
+    workers = [w for k in kernels for w in children_of(k)]
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=180)
+    assert p.returncode == code and err.strip().splitlines()[-1] == f"error: interrupted by {sig.name}", err[-3000:]
+    assert "Traceback" not in err and all_gone(kernels + workers) == []
+    client, runs = store(workdir)
+    trainings = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert sorted(r.info.run_id for r in trainings) == sorted(r.info.run_id for r in running)  # the third never started
+    for r in trainings:
+        assert r.info.status == "KILLED" and r.data.tags["failed_step"] == "tune" and r.data.tags["registered"] == "false"
+    stopped = client.get_run(parent)
+    assert stopped.info.status == "KILLED" and stopped.data.tags["error"] == f"the sweep was stopped: interrupted by {sig.name}"
+    table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="sweep_results.csv", tracking_uri=uri))
+    assert sorted(table["status"]) == ["CANCELLED", "FAILED", "FAILED"]
+    assert client.search_registered_models() == []
+
+
+def test_kill_9_of_mlwt_sweep_leaves_a_parent_run_the_sweeper_fails(workdir):
+    "Killed outright, a sweep cannot end its parent run: it carries the sweep's process, so the sweeper fails it."
+    write_spec(workdir, "long.yaml", long=True)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": {"spec_file": "long.yaml", "tracking_uri": uri}, "runs": [{"run_name": "a"}]}))
+    p = subprocess.Popen([str(BIN / "mlwt-sweep"), "sweep.yaml", "--max-parallel", "1"], cwd=workdir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent, (training,) = wait_for_sweep_trainings(workdir, p, 1)
+    p.kill()
+    p.wait(timeout=30)
+    assert process_gone(int(training.data.tags["mlwt.pid"]))  # the kernel stops with its parent (ipykernel's parent poller)
+    swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", uri], cwd=workdir, capture_output=True, text=True)
+    assert swept.returncode == 0, swept.stderr
+    client, _ = store(workdir)
+    assert {client.get_run(r).info.status for r in (parent, training.info.run_id)} == {"FAILED"}
     assert client.search_registered_models() == []
