@@ -256,22 +256,26 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 # %% ../nbs/10_notebook.ipynb #48193b3d
+def _sweep_row(status: str, seconds: float, result: dict | None = None, error: str | None = None) -> dict:
+    "A sweep's results-table row: the run's `status`, what its notebook's `result` record says (nothing when it has none), its time and error."
+    r = result or {}
+    return dict(status=status, mlflow_run_id=r["mlflow_run_id"] if result else None, cv_score=r.get("cv_score"), cv_std=r.get("cv_std"),
+                test_score=r.get("test_score"), model_version=r.get("model_version"), seconds=seconds, error=error)
+
+# %% ../nbs/10_notebook.ipynb #0407f07f
 def _sweep_one(i: int, params: dict, out_dir: Path, template) -> dict:
     "One run of a sweep, as a row of its results table; a failure is a row too."
     t0 = time.perf_counter()
     try:
-        r = run_notebook(params, output=out_dir / f"run-{i:03d}.ipynb", template=template)
-        return dict(status="FINISHED", mlflow_run_id=r["mlflow_run_id"], cv_score=r.get("cv_score"), cv_std=r.get("cv_std"),
-                    test_score=r.get("test_score"), model_version=r.get("model_version"), seconds=time.perf_counter() - t0, error=None)
-    except Exception as e:
-        return dict(status="FAILED", mlflow_run_id=None, cv_score=None, cv_std=None, test_score=None, model_version=None,
-                    seconds=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
+        result = run_notebook(params, output=out_dir / f"run-{i:03d}.ipynb", template=template)
+        return _sweep_row("FINISHED", time.perf_counter() - t0, result)
+    except Exception as e: return _sweep_row("FAILED", time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
 
 # %% ../nbs/10_notebook.ipynb #3b8e2f41
-def _not_run(i: int) -> dict:
-    "The row of a sweep's run that was never started."
-    return dict(status="CANCELLED", mlflow_run_id=None, cv_score=None, cv_std=None, test_score=None, model_version=None, seconds=0.0,
-                error="the sweep was stopped before this run started")
+def _kernel_processes(threads: str) -> list:
+    "The launched kernel processes of the notebooks started by threads named `threads...`."
+    kms = [k for k in list(_LIVE_KERNELS) if getattr(k, "started_by", "").startswith(threads)]
+    return [p for p in (getattr(k.provisioner, "process", None) for k in kms) if p is not None]
 
 # %% ../nbs/10_notebook.ipynb #9c4d1a66
 def _stop_sweep(pool: cf.ThreadPoolExecutor, futures: list[cf.Future], threads: str, uri: str, grace: float = 60) -> None:
@@ -279,15 +283,13 @@ def _stop_sweep(pool: cf.ThreadPoolExecutor, futures: list[cf.Future], threads: 
     pool.shutdown(wait=False, cancel_futures=True)
     interrupted, deadline = set(), time.monotonic() + grace
     while not all(f.done() for f in futures) and time.monotonic() < deadline:
-        for km in [k for k in list(_LIVE_KERNELS) if getattr(k, "started_by", "").startswith(threads) and id(k) not in interrupted]:
-            process = getattr(km.provisioner, "process", None)
-            if process is None: continue  # not launched yet: next time round
-            interrupted.add(id(km))  # once: a second interrupt could land in the code that ends the run KILLED
+        for process in _kernel_processes(threads):  # a kernel not launched yet: next time round
+            if process.pid in interrupted: continue  # once: a second interrupt could land in the code that ends the run KILLED
+            interrupted.add(process.pid)
             with contextlib.suppress(OSError): os.kill(process.pid, signal.SIGINT)
         cf.wait(futures, timeout=0.5)
-    for km in [k for k in list(_LIVE_KERNELS) if getattr(k, "started_by", "").startswith(threads)]:
-        process = getattr(km.provisioner, "process", None)
-        if process is not None and process.poll() is None: process.kill()
+    for process in _kernel_processes(threads):
+        if process.poll() is None: process.kill()
     cf.wait(futures, timeout=30)
     with contextlib.suppress(Exception): fail_dead_runs(uri)  # the runs of kernels that had to be killed
 
@@ -325,7 +327,8 @@ def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel:
     try: rows = [f.result() for f in futures]
     except (KeyboardInterrupt, Interrupted) as e:
         _stop_sweep(pool, futures, threads, uri)
-        table = table_of([f.result() if not f.cancelled() else _not_run(i) for i, f in enumerate(futures)])
+        never = _sweep_row("CANCELLED", 0.0, error="the sweep was stopped before this run started")
+        table = table_of([never if f.cancelled() else f.result() for f in futures])
         table.attrs["registration"] = "the sweep was stopped: nothing registered"
         finish_sweep_run(parent, uri, table, ranked_by(table), status="KILLED", error=f"the sweep was stopped: {str(e) or 'interrupted by SIGINT'}")
         raise

@@ -917,7 +917,7 @@ class RunRecorder:
         from mlflow.entities import RunTag
         spec, ms, client = self.spec, self.spec.mlflow, mlflow.MlflowClient()
         versions = library_versions()
-        tags = {**ms.tags, **{k: str(v) for k, v in data["lineage"].items()}, "spec_hash": spec.spec_hash(),
+        tags = {**ms.tags, **{k: str(v) for k, v in data["lineage"].items()}, "spec_hash": self.spec_hash,
                 "model_type": spec.model.model_type, "validation_hash": validation_hash(spec),
                 "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
         commit = git_commit()
