@@ -198,6 +198,7 @@ def test_a_signal_to_mlwt_notebook_ends_its_run_killed_with_one_line_and_no_kern
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED" and run.data.tags["registered"] == "false" and run.data.tags["failed_step"] == "tune"
     assert run.data.tags["error"].startswith("KeyboardInterrupt: interrupted"), run.data.tags["error"]
+    assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}  # logged as it opened
     assert process_gone(int(run.data.tags["mlwt.pid"]))  # the kernel that trained did not outlive its runner
     assert client.search_registered_models() == []
 
@@ -221,6 +222,7 @@ def test_sigterm_to_plain_papermill_leaves_no_kernel_and_a_run_the_sweeper_fails
     assert swept.returncode == 0, swept.stderr
     after = client.get_run(run.info.run_id)
     assert after.info.status in ("FAILED", "KILLED") and after.data.tags["registered"] == "false"
+    assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}  # logged as it opened
     assert client.search_registered_models() == []
 
 
@@ -258,6 +260,7 @@ def test_a_signal_to_mlwt_sweep_stops_its_runs_killed_starts_no_more_and_leaves_
     assert sorted(r.info.run_id for r in trainings) == sorted(r.info.run_id for r in running)  # the third never started
     for r in trainings:
         assert r.info.status == "KILLED" and r.data.tags["failed_step"] == "tune" and r.data.tags["registered"] == "false"
+        assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(r.info.run_id)}  # logged as it opened
     stopped = client.get_run(parent)
     assert stopped.info.status == "KILLED" and stopped.data.tags["error"] == f"the sweep was stopped: interrupted by {sig.name}"
     table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="sweep_results.csv", tracking_uri=uri))
