@@ -32,9 +32,23 @@ def engine_config() -> dict[str, Any]:
     return _ENGINE.get() or loky_config(1)
 
 # %% ../nbs/03a_engine.ipynb #060f861c
+def _process_ended(pid: int) -> bool:
+    "Whether process `pid` has ended; a zombie (ended, not yet reaped) has."
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat") as f: return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+        except FileNotFoundError: return True
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return True
+    except PermissionError: pass
+    return False
+
+# %% ../nbs/03a_engine.ipynb #de8c14f6
 def exit_with_parent(parent: int, every: float = 1.0) -> None:
     "In a worker process: end it once `parent`, the process that started it, is gone (checked every `every` s)."
-    if os.getppid() != parent: return  # started some other way: its parent cannot be watched like this
+    if os.getppid() != parent:
+        if _process_ended(parent): os._exit(1)  # it died while this worker was starting: no task will ever come
+        return  # started some other way: its parent cannot be watched like this
     def watch() -> None:
         while os.getppid() == parent: time.sleep(every)
         os._exit(1)  # the parent died without stopping this worker: its results have no reader

@@ -4,6 +4,7 @@ import glob
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import mlflow
@@ -109,6 +110,17 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def loky_workers_in(folder) -> list[int]:
+    "The live loky worker processes working in `folder`, whoever their parent is now (from /proc)."
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if "popen_loky_posix" in open(f"/proc/{entry}/cmdline").read() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                found.append(int(entry))
+        except (OSError, ValueError): continue
+    return found
+
+
 def eventually(condition, seconds: float) -> bool:
     "Whether `condition()` holds within `seconds`, asked every half second."
     deadline = time.time() + seconds
@@ -125,6 +137,27 @@ def all_gone(pids: list[int], seconds: float = 30) -> list[int]:
         except OSError: return False
     eventually(lambda: not any(alive(p) for p in pids), seconds)
     return [p for p in pids if alive(p)]
+
+
+WORKERS_THAT_SLEEP = """
+import time
+from joblib import Parallel, delayed, parallel_config
+from ml_workflow_training.engine import loky_config
+with parallel_config(**loky_config(1)):
+    Parallel(n_jobs=2)(delayed(time.sleep)(60) for _ in range(2))
+"""
+
+
+def test_workers_whose_parent_dies_while_they_start_end_too():
+    "`kill -9` of the parent the moment its loky workers exist: they are still starting, adopted before their first check."
+    p = subprocess.Popen([sys.executable, "-c", WORKERS_THAT_SLEEP])
+    deadline, workers = time.time() + 60, []
+    while not workers and time.time() < deadline:
+        workers = [w for w in children_of(p.pid) if "popen_loky_posix" in open(f"/proc/{w}/cmdline").read()]
+        time.sleep(0.005)
+    assert workers, "no loky worker started"
+    p.kill(); p.wait()
+    assert all_gone(workers, 15) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
 
 
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
@@ -276,9 +309,12 @@ def test_kill_9_of_mlwt_sweep_leaves_a_parent_run_the_sweeper_fails(workdir):
     p = subprocess.Popen([str(BIN / "mlwt-sweep"), "sweep.yaml", "--max-parallel", "1"], cwd=workdir,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent, (training,) = wait_for_sweep_trainings(workdir, p, 1)
+    kernel = int(training.data.tags["mlwt.pid"])
+    assert eventually(lambda: loky_workers_in(workdir), 60)  # the kernel's tuning has started its workers
     p.kill()
     p.wait(timeout=30)
-    assert process_gone(int(training.data.tags["mlwt.pid"]))  # the kernel stops with its parent (ipykernel's parent poller)
+    assert process_gone(kernel)  # the kernel stops with its parent (ipykernel's parent poller)
+    assert all_gone(loky_workers_in(workdir)) == [], "the kernel's loky workers outlived it"  # even those it was starting
     swept = subprocess.run([str(BIN / "mlwt-runs"), "sweep", "--tracking-uri", uri], cwd=workdir, capture_output=True, text=True)
     assert swept.returncode == 0, swept.stderr
     client, _ = store(workdir)
