@@ -104,3 +104,55 @@ def test_plain_install_without_the_optuna_extra_says_what_to_install(fresh, tmp_
     r = run_plain(fresh, ["mlwt-notebook", "run", "-p", "search", "optuna", "-o", "out.ipynb"], tmp_path, tmp_path)
     assert r.returncode != 0 and "strategy 'optuna' needs the optional package 'optuna': pip install 'ml-workflow-training[optuna]'" in r.stderr, r.stderr
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was opened
+
+
+def test_plain_install_sweeps_reproduces_and_stops_a_run_cleanly(fresh, tmp_path):
+    "The record's guarantees without the Makefile's settings: a sweep names its best run, a run reproduces, SIGTERM leaves a KILLED run and no worker."
+    import signal
+    import time
+    import mlflow
+    import yaml
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(); work.mkdir()
+    assert run_plain(fresh, ["mlwt-generate-database", "--n-samples", "400"], work, home).returncode == 0
+    assert run_plain(fresh, ["mlwt-train", "--write-default", "spec.yaml"], work, home).returncode == 0
+    spec = yaml.safe_load((work / "spec.yaml").read_text())
+    spec["calibration"] = None
+    spec["tuning"]["param_grid"] = {"classifier__n_estimators": [100, 200, 300, 400], "classifier__learning_rate": [0.01, 0.05, 0.1]}
+    (work / "long.yaml").write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{work}/mlflow.db"
+    (work / "sweep.yaml").write_text(yaml.safe_dump({"base": {"tuning": False, "calibration": False, "tracking_uri": uri},
+                                                     "runs": [{"n_estimators": 5}, {"n_estimators": 30}]}))
+    sweep = run_plain(fresh, ["mlwt-sweep", "sweep.yaml", "--max-parallel", "2"], work, home)
+    assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-2000:]
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("production_models").experiment_id])
+    (parent,) = [r for r in runs if "sweep.size" in r.data.tags]
+    trained = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and {r.info.status for r in trained} == {"FINISHED"} and len(trained) == 2
+    score = f"cv_{spec['validation']['primary_metric']}_mean"
+    best = max(trained, key=lambda r: r.data.metrics[score])
+    assert parent.data.metrics["best_cv_score"] == best.data.metrics[score] and parent.data.tags["sweep.ranked_by"] == "cv_score"
+    again = run_plain(fresh, ["mlwt-reproduce", best.info.run_id, "--tracking-uri", uri, "--quiet"], work, home)
+    assert again.returncode == 0 and "reproduced" in again.stdout, again.stdout + again.stderr
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_MAKEFILE_ENV)}
+    env.update(PATH=f"{fresh}:/usr/bin:/bin", HOME=str(home))
+    p = subprocess.Popen([str(fresh / "mlwt-train"), "--spec", "long.yaml"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, opened = time.time() + 300, None
+    while opened is None and time.time() < deadline:  # the run is open and the tune's workers have started
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.5)
+        now = [r for r in client.search_runs([client.get_experiment_by_name("production_models").experiment_id])
+               if r.info.status == "RUNNING"]
+        workers = [int(c) for c in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        if now and len(workers) >= 2: opened = now[0]
+    assert opened is not None, "the long run did not start tuning in time"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and err.strip().splitlines()[-1] == "error: interrupted by SIGTERM", err[-2000:]
+    killed = client.get_run(opened.info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["failed_step"] == "tune" and killed.data.tags["registered"] == "false"
+    assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(opened.info.run_id)}
+    time.sleep(3)  # a worker checks its parent once a second
+    assert [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"] == []
