@@ -320,3 +320,36 @@ def test_kill_9_of_mlwt_sweep_leaves_a_parent_run_the_sweeper_fails(workdir):
     client, _ = store(workdir)
     assert {client.get_run(r).info.status for r in (parent, training.info.run_id)} == {"FAILED"}
     assert client.search_registered_models() == []
+
+
+def test_interrupting_a_notebook_kernel_that_runs_sweep_stops_the_sweep_and_keeps_the_kernel(workdir):
+    "Jupyter's stop button on a cell running the API's `sweep()`: its runs end KILLED, the rest never start, the user's kernel lives on."
+    from jupyter_client.manager import start_new_kernel
+    write_spec(workdir, "long.yaml", long=True)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(workdir))
+    try:
+        code = ("from ml_workflow_training.notebook import sweep\n"
+                f"table = sweep([{{'run_name': 'a'}}, {{'run_name': 'b'}}], base={{'spec_file': 'long.yaml', 'tracking_uri': {uri!r}}}, max_parallel=1)")
+        msg_id = kc.execute(code)
+        kernel = km.provisioner.process
+        parent, (running,) = wait_for_sweep_trainings(workdir, kernel, 1)
+        sweep_kernel = int(running.data.tags["mlwt.pid"])
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=180)
+        while reply["parent_header"].get("msg_id") != msg_id: reply = kc.get_shell_msg(timeout=180)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+        assert all_gone([sweep_kernel]) == [] and all_gone(loky_workers_in(workdir)) == []
+        client, runs = store(workdir)
+        (training,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]  # the second never started
+        assert training.info.status == "KILLED" and training.data.tags["failed_step"] == "tune"
+        stopped = client.get_run(parent)
+        assert stopped.info.status == "KILLED" and stopped.data.tags["error"] == "the sweep was stopped: interrupted by SIGINT"
+        table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="sweep_results.csv", tracking_uri=uri))
+        assert sorted(table["status"]) == ["CANCELLED", "FAILED"]
+        assert client.search_registered_models() == []
+        kc.execute_interactive("alive = 1 + 1", timeout=60)  # the user's kernel goes on
+        assert km.is_alive()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
