@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, suggest
 
 # %% auto #0
-__all__ = ['METADATA_TABLE', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path', 'safe_url',
-           'database_errors', 'open_database', 'logical_type', 'read_metadata', 'generate_database',
+__all__ = ['METADATA_TABLE', 'STABLE_SCAN', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path',
+           'safe_url', 'database_errors', 'open_database', 'logical_type', 'read_metadata', 'generate_database',
            'release_freed_memory', 'reorder_columns', 'load_data', 'feature_frame', 'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
@@ -344,14 +344,22 @@ def _read_chunks(conn, stmt, selected: list[str], types: dict[str, str], n: int,
         start += len(rows)
     return {c: b.finish(start) for c, b in buffers.items()}  # fewer than n when rows were deleted while reading
 
-# %% ../nbs/00_data.ipynb #f393a09c
+# %% ../nbs/00_data.ipynb #6d55e7bf
+STABLE_SCAN = "synchronize_seqscans"  # the PostgreSQL setting turned off for a read, so that it starts at the table's first page
+
+
 def _arrow_source(url: str) -> str | None:
-    "The connectorx connection string for an SQLite file or PostgreSQL URL; None for any other database."
+    "The connectorx connection string for an SQLite file or PostgreSQL URL (its scans unsynchronized); None for any other database."
+    from urllib.parse import quote, urlencode
     u = sa.engine.make_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite" and u.database and u.database != ":memory:": return f"sqlite://{Path(u.database).resolve()}"
-    if backend == "postgresql": return u.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
+    if backend != "postgresql": return None
+    query = dict(u.query)
+    query["options"] = " ".join([*([query["options"]] if isinstance(query.get("options"), str) else query.get("options", ())),
+                                 f"-c{STABLE_SCAN}=off"])
+    # percent-encoded by hand: SQLAlchemy writes a space as '+', which connectorx passes on to the server as it is
+    return u.set(drivername="postgresql", query={}).render_as_string(hide_password=False) + "?" + urlencode(query, doseq=True, quote_via=quote)
 
 # %% ../nbs/00_data.ipynb #d8f291a0
 def _from_arrow(col, kind: str):
@@ -500,7 +508,9 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         selected = features + [target]
         stmt = sa.select(*[table.c[c] for c in selected]).limit(n)
         if source is not None: data = _read_arrow(source, _row_ranges(conn, table, stmt, n, limit is not None), engine.dialect, selected, types)
-        else: data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
+        else:
+            if conn.dialect.name == "postgresql": conn.exec_driver_sql(f"SET LOCAL {STABLE_SCAN} = off")  # see _arrow_source
+            data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
     index = None
     if row_order is not None:  # outside the connection: its errors are the caller's, not the database's
         index = pd.Index(_row_permutation(row_order(pd.Series(data[target], name=target)), len(data[target])))

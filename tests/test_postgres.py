@@ -39,6 +39,32 @@ def test_arrow_batches_from_postgres_land_in_order(postgres_url, tmp_path, monke
     pd.testing.assert_series_equal(y, whole[1])
 
 
+def test_a_large_postgres_table_loads_in_the_same_order_whatever_scanned_it_before(postgres_url):
+    "Over a quarter of shared_buffers, a scan starts where the table's last scan stopped (synchronized scans): ours start at its first page."
+    import numpy as np
+    import sqlalchemy as sa
+    generate_database(postgres_url, table="large", n_samples=200_000, n_categorical=0, missing_rate=0.05, chunk_size=50_000)
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        size, quarter = conn.execute(sa.text("SELECT pg_relation_size('large'), pg_size_bytes(current_setting('shared_buffers')) / 4")).one()
+        pages = conn.execute(sa.text("SELECT feature_0 FROM large ORDER BY ctid")).scalars().all()  # the table's physical order
+    assert size > quarter, (size, quarter)  # else every scan starts at the first page anyway, and this tests nothing
+    in_page_order = np.array([np.nan if v is None else v for v in pages])
+
+    def scan_part_of_it():  # another client stops a scan part-way: the next scan would start there
+        with engine.connect() as conn: conn.execute(sa.text("SELECT * FROM large LIMIT 70000")).fetchall()
+
+    read = {}
+    for reader in ("arrow", "sqlalchemy"):
+        scan_part_of_it()
+        X, y = read[reader] = load_data("large", db=postgres_url, reader=reader)
+        np.testing.assert_array_equal(X["feature_0"].to_numpy(), in_page_order, err_msg=reader)
+    assert dataset_fingerprint(*read["arrow"]) == dataset_fingerprint(*read["sqlalchemy"])  # and so the same split, the same run
+    scan_part_of_it()
+    np.testing.assert_array_equal(load_data("large", db=postgres_url, limit=1000)[0]["feature_0"].to_numpy(), in_page_order[:1000])
+    engine.dispose()
+
+
 def test_postgres_bad_input(postgres_url):
     generate_database(postgres_url, table="small", n_samples=50)
     with pytest.raises(DataError, match="unknown table 'smal'.* Did you mean 'small'"):
