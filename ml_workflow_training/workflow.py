@@ -24,8 +24,8 @@ from .core import InputError, MLWorkflowError, WorkflowError, frozen_heap, stop_
 from .engine import compute_engine, connect_engine, engine_tags
 from .data import database_url, dataset_fingerprint, load_data, release_freed_memory, safe_url
 from .evaluation import (compute_metrics, counting_fits, cross_validate_model, evaluation_positions, evaluation_sample,
-                                             feature_importance, make_cv, permutation_budget, predict_proba_on_every_core, prediction_figures,
-                                             stratified_positions)
+                                             feature_importance, importance_figure, make_cv, permutation_budget, predict_proba_on_every_core,
+                                             prediction_figures, stratified_positions)
 from .models import build_pipeline, check_target, fit_on_shuffled_rows, iterations_used
 from .preprocessing import check_features
 from .specs import (CalibrationSpec, ComputeSpec, DataSpec, ThresholdSpec, FeatureSpec, FeatureStoreSpec, MLflowSpec, ModelSpec,
@@ -192,19 +192,22 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
         n, seed, budget = spec.validation.evaluation_sample, spec.validation.random_state or 0, permutation_budget(*X.shape)
         if X_test is not None:
             proba = predict_proba_on_every_core(model, X_test)
-            r.test_metrics = compute_metrics(y_test, proba, model.classes_, metrics)
-            note["text"] = f"test {spec.validation.primary_metric} {r.test_metrics.get(spec.validation.primary_metric, float('nan')):.4f} on {len(y_test)} rows"
             rows = evaluation_positions(y_test, n, seed)  # one sample of the test set, for the importance and the figures alike
             rows = slice(None) if rows is None else rows
-            r.feature_importance = feature_importance(model, take_rows(X_test, rows), take_rows(y_test, rows), random_state=seed, budget_cells=budget)
+            importance = in_background(lambda: feature_importance(model, take_rows(X_test, rows), take_rows(y_test, rows),
+                                                                  random_state=seed, budget_cells=budget), "mlwt-importance")
+            r.test_metrics = compute_metrics(y_test, proba, model.classes_, metrics)
+            note["text"] = f"test {spec.validation.primary_metric} {r.test_metrics.get(spec.validation.primary_metric, float('nan')):.4f} on {len(y_test)} rows"
             figure_data = (np.asarray(y_test)[rows], proba[rows], model.classes_)
         else:
             p, proba = r.cv["predictions"], None
             note["text"] = "figures from out-of-fold predictions"
-            r.feature_importance = feature_importance(model, X, y, random_state=seed, max_rows=n, budget_cells=budget)
+            importance = in_background(lambda: feature_importance(model, X, y, random_state=seed, max_rows=n, budget_cells=budget), "mlwt-importance")
             fig_proba, fig_y = evaluation_sample(p["proba"], p["y"], n, seed)  # the probabilities' rows, with their labels
             figure_data = (fig_y, fig_proba, p["classes"])
-        r.figures = prediction_figures(*figure_data, importance=r.feature_importance)
+        r.figures = prediction_figures(*figure_data)
+        r.feature_importance = importance.result()
+        r.figures["feature_importance"] = importance_figure(r.feature_importance)
     return proba
 
 # %% ../nbs/08_workflow.ipynb #062f134d
