@@ -355,9 +355,8 @@ def _arrow_source(url: str) -> str | None:
     backend = u.get_backend_name()
     if backend == "sqlite" and u.database and u.database != ":memory:": return f"sqlite://{Path(u.database).resolve()}"
     if backend != "postgresql": return None
-    query = dict(u.query)
-    query["options"] = " ".join([*([query["options"]] if isinstance(query.get("options"), str) else query.get("options", ())),
-                                 f"-c{STABLE_SCAN}=off"])
+    query, given = dict(u.query), u.query.get("options", ())  # the user's own options: a string, or a tuple when repeated
+    query["options"] = " ".join([*((given,) if isinstance(given, str) else given), f"-c{STABLE_SCAN}=off"])
     # percent-encoded by hand: SQLAlchemy writes a space as '+', which connectorx passes on to the server as it is
     return u.set(drivername="postgresql", query={}).render_as_string(hide_password=False) + "?" + urlencode(query, doseq=True, quote_via=quote)
 

@@ -50,6 +50,46 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def children_of(pid: int) -> list[int]:
+    "The live processes whose parent is `pid` (from /proc)."
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit(): continue
+        try: state, ppid = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError): continue
+        if int(ppid) == pid and state != "Z": found.append(int(entry))
+    return found
+
+
+def loky_workers_in(folder) -> list[int]:
+    "The live loky worker processes working in `folder`, whoever their parent is now (from /proc)."
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if "popen_loky_posix" in open(f"/proc/{entry}/cmdline").read() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                found.append(int(entry))
+        except (OSError, ValueError): continue
+    return found
+
+
+def eventually(condition, seconds: float) -> bool:
+    "Whether `condition()` holds within `seconds`, asked every half second."
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() >= deadline: return False
+        time.sleep(0.5)
+    return True
+
+
+def all_gone(pids: list[int], seconds: float = 30) -> list[int]:
+    "Those of `pids` still alive (zombies count as gone) after waiting up to `seconds`."
+    def alive(pid):
+        try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError: return False
+    eventually(lambda: not any(alive(p) for p in pids), seconds)
+    return [p for p in pids if alive(p)]
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     "A fresh working folder with the seed's database at data/ml_workflow.db, as `make train` leaves it."

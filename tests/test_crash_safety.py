@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN
+from conftest import BIN, all_gone, children_of, eventually, loky_workers_in
 from ml_workflow_training import default_training_spec, generate_database
 from ml_workflow_training.notebook import template_path
 
@@ -97,46 +97,6 @@ def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(wor
     assert sig.name in run.data.tags["error"] or "KeyboardInterrupt" in run.data.tags["error"]
     assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(run_id)}  # logged as it opened
     assert client.search_registered_models() == []
-
-
-def children_of(pid: int) -> list[int]:
-    "The live processes whose parent is `pid` (from /proc)."
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit(): continue
-        try: state, ppid = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError): continue
-        if int(ppid) == pid and state != "Z": found.append(int(entry))
-    return found
-
-
-def loky_workers_in(folder) -> list[int]:
-    "The live loky worker processes working in `folder`, whoever their parent is now (from /proc)."
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if "popen_loky_posix" in open(f"/proc/{entry}/cmdline").read() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
-                found.append(int(entry))
-        except (OSError, ValueError): continue
-    return found
-
-
-def eventually(condition, seconds: float) -> bool:
-    "Whether `condition()` holds within `seconds`, asked every half second."
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() >= deadline: return False
-        time.sleep(0.5)
-    return True
-
-
-def all_gone(pids: list[int], seconds: float = 30) -> list[int]:
-    "Those of `pids` still alive (zombies count as gone) after waiting up to `seconds`."
-    def alive(pid):
-        try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError: return False
-    eventually(lambda: not any(alive(p) for p in pids), seconds)
-    return [p for p in pids if alive(p)]
 
 
 WORKERS_THAT_SLEEP = """

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import all_gone, children_of
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 _MAKEFILE_ENV = ("OMP_", "MPLBACKEND", "PYTHONHASHSEED", "IN_TEST", "VIRTUAL_ENV", "JUPYTER", "PYTHONPATH")
@@ -34,11 +36,16 @@ def fresh(wheel, tmp_path_factory):
     return env_dir / "bin"
 
 
-def run_plain(bin_dir: Path, args: list, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    "Run a command as a new user would: the fresh environment's PATH, none of the Makefile's settings, an empty home."
+def plain_env(bin_dir: Path, home: Path) -> dict[str, str]:
+    "A new user's environment: the fresh environment's PATH, none of the Makefile's settings, an empty home."
     env = {k: v for k, v in os.environ.items() if not k.startswith(_MAKEFILE_ENV)}
     env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(home))
-    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return env
+
+
+def run_plain(bin_dir: Path, args: list, cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    "Run a command as a new user would (`plain_env`)."
+    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=plain_env(bin_dir, home), capture_output=True, text=True, timeout=900)
 
 
 def test_the_wheel_builds_without_warnings_and_ships_the_template(wheel):
@@ -136,16 +143,15 @@ def test_plain_install_sweeps_reproduces_and_stops_a_run_cleanly(fresh, tmp_path
     again = run_plain(fresh, ["mlwt-reproduce", best.info.run_id, "--tracking-uri", uri, "--quiet"], work, home)
     assert again.returncode == 0 and "reproduced" in again.stdout, again.stdout + again.stderr
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_MAKEFILE_ENV)}
-    env.update(PATH=f"{fresh}:/usr/bin:/bin", HOME=str(home))
-    p = subprocess.Popen([str(fresh / "mlwt-train"), "--spec", "long.yaml"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([str(fresh / "mlwt-train"), "--spec", "long.yaml"], cwd=work, env=plain_env(fresh, home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, opened = time.time() + 300, None
     while opened is None and time.time() < deadline:  # the run is open and the tune's workers have started
         assert p.poll() is None, p.communicate()
         time.sleep(0.5)
         now = [r for r in client.search_runs([client.get_experiment_by_name("production_models").experiment_id])
                if r.info.status == "RUNNING"]
-        workers = [int(c) for c in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        workers = children_of(p.pid)
         if now and len(workers) >= 2: opened = now[0]
     assert opened is not None, "the long run did not start tuning in time"
     p.send_signal(signal.SIGTERM)
@@ -154,5 +160,4 @@ def test_plain_install_sweeps_reproduces_and_stops_a_run_cleanly(fresh, tmp_path
     killed = client.get_run(opened.info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["failed_step"] == "tune" and killed.data.tags["registered"] == "false"
     assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(opened.info.run_id)}
-    time.sleep(3)  # a worker checks its parent once a second
-    assert [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"] == []
+    assert all_gone(workers, 3) == []  # a worker checks its parent once a second
