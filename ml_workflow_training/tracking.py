@@ -43,13 +43,13 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout',
            'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
            'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
-           'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'served_output',
-           'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background', 'warm_up_model_logging',
-           'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model',
-           'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version',
-           'is_write_conflict', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
-           'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run',
-           'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'is_write_conflict', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
+           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
+           'warm_up_model_logging', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash',
+           'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
+           'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
+           'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -277,6 +277,21 @@ def _no_integer_hint():
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         yield
 
+# %% ../nbs/07_tracking.ipynb #5ce24b7f
+def is_write_conflict(e: Exception) -> bool:
+    "Whether tracking error `e` is a database refusing a row another writer inserted at the same moment (a retry will see it)."
+    text = str(e)
+    return any(s in text for s in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "duplicate key value"))
+
+# %% ../nbs/07_tracking.ipynb #bb5c8ad6
+def retry_write_conflicts(write: Callable[[], Any], attempts: int = 5) -> Any:
+    "Call `write`; when another writer inserted the same row at that moment, call it again after a short random pause."
+    for attempt in range(attempts):
+        try: return write()
+        except Exception as e:
+            if attempt == attempts - 1 or not is_write_conflict(e): raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+
 # %% ../nbs/07_tracking.ipynb #9605d25b
 def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training",
                 run_id: str | None = None) -> None:
@@ -294,7 +309,7 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     # table's URL (password hidden) goes in a tag
     entry = DatasetInput(Dataset(**d), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
     client, run_id = mlflow.MlflowClient(), run_id or mlflow.active_run().info.run_id
-    client.log_inputs(run_id, datasets=[entry])
+    retry_write_conflicts(lambda: client.log_inputs(run_id, datasets=[entry]))  # other runs may log this dataset now
     client.log_batch(run_id, tags=[RunTag(f"dataset.{context}.content_hash", fingerprint["content_hash"]),
                                    RunTag(f"dataset.{context}.source", source)])
     log_params({f"dataset.{context}.n_rows": fingerprint["n_rows"], f"dataset.{context}.n_columns": fingerprint["n_columns"]}, run_id)
@@ -633,12 +648,6 @@ def register_version(model_uri: str, name: str, tags: dict[str, str], descriptio
         unregister(name, version)  # a version without its record is a half-done registration: take it back
         raise
     return version
-
-# %% ../nbs/07_tracking.ipynb #5ce24b7f
-def is_write_conflict(e: Exception) -> bool:
-    "Whether tracking error `e` is a database refusing a row another writer inserted at the same moment (a retry will see it)."
-    text = str(e)
-    return any(s in text for s in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "duplicate key value"))
 
 # %% ../nbs/07_tracking.ipynb #0ff1d7a8
 def promote(name: str, version: str, alias: str, challenge: Callable[[Any], tuple[bool, str]] | None) -> tuple[bool, str]:

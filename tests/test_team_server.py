@@ -120,3 +120,37 @@ def test_runs_moving_an_alias_at_the_same_moment_all_finish(team_server):
             assert errors == []
             assert client.get_model_version_by_alias("raced_alias", alias).version in {str(v) for v in versions}
     finally: mlflow.set_tracking_uri(None)
+
+
+def test_runs_logging_the_same_dataset_at_the_same_moment_all_log_it(team_server):
+    """Eight runs of one experiment log the same table at the same moment: MLflow looks the dataset row up and inserts it
+    when absent, so all but one insert may be refused by the database (CI saw a run fail in `connect` this way)."""
+    import threading
+    import numpy as np
+    import pandas as pd
+    from ml_workflow_training.data import dataset_fingerprint
+    from ml_workflow_training.tracking import log_dataset
+    url, _ = team_server
+    client = mlflow.MlflowClient(url)
+    experiment_id = client.create_experiment("raced_dataset")
+    mlflow.set_tracking_uri(url)
+    try:
+        for round in range(6):  # a new table each round: the race is on its first insert
+            X = pd.DataFrame({"a": np.arange(100.0) + round})
+            y = pd.Series(np.arange(100) % 2, name="label")
+            fingerprint = dataset_fingerprint(X, y)
+            run_ids = [client.create_run(experiment_id).info.run_id for _ in range(N_RUNS)]
+            start, errors = threading.Barrier(N_RUNS), []
+
+            def log(run_id):
+                start.wait()
+                try: log_dataset(X, y, fingerprint, "postgresql://db#t", name="t", run_id=run_id)
+                except Exception as e: errors.append(repr(e))
+            threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            assert errors == []
+            digests = {client.get_run(r).inputs.dataset_inputs[0].dataset.digest for r in run_ids}
+            assert digests == {fingerprint["content_hash"][:36]}  # every run holds the one dataset
+    finally:
+        mlflow.set_tracking_uri(None)
