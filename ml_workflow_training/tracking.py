@@ -45,11 +45,11 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
            'is_write_conflict', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
            'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'in_child_process', 'PreparedModel', 'log_model', 'model_file_hash',
-           'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder',
-           'lineage_name', 'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags',
-           'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run',
-           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'warm_up_model_logging', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash',
+           'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
+           'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
+           'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -492,52 +492,6 @@ def warm_up_model_logging() -> None:
         from mlflow.utils import requirements_utils
         requirements_utils._init_packages_to_modules_map()
 
-# %% ../nbs/07_tracking.ipynb #8d413f71
-def _run_child(work: Callable[[], None], parent: int, report: str) -> None:
-    "The forked child: `work()`, its error written to `report`, then `os._exit` (0 when it worked)."
-    code = 1
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: ends with the thread that forked it
-        if os.getppid() != parent: return  # that thread ended while it was forking
-        for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, signal.SIG_DFL)  # never the run's own handlers
-        sys.stdout = sys.stderr = open(os.devnull, "w")  # a notebook's streams belong to its kernel
-        logging.disable(logging.CRITICAL)
-        work()
-        Path(report).write_text("ok")  # said in the file too: something else in the process may reap this child first
-        code = 0
-    except BaseException as e:  # noqa: BLE001  (said to the parent)
-        with contextlib.suppress(Exception): Path(report).write_text(f"{type(e).__name__}: {e}")
-    finally: os._exit(code)
-
-# %% ../nbs/07_tracking.ipynb #b5a5b4a5
-def in_child_process(work: Callable[[], None], name: str, then: Callable[[], Any] = lambda: None) -> concurrent.futures.Future:
-    "Call `work()` in a forked child process (Linux; elsewhere a thread), then `then()` here once it worked; a future of `then()`'s result."
-    if not sys.platform.startswith("linux"): return in_background(lambda: (work(), then())[1], name)
-    fd, report = tempfile.mkstemp(prefix=f"{name}-", suffix=".err")
-    os.close(fd)
-    parent = os.getpid()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+ warns of forking a threaded process: the child takes no lock of theirs
-        pid = os.fork()
-    if pid == 0: _run_child(work, parent, report)
-    future = concurrent.futures.Future()
-    future.set_running_or_notify_cancel()
-
-    def reap() -> None:
-        try:
-            try: code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-            except ChildProcessError:  # reaped by another waiter (a SIGCHLD handler, an event loop's child watcher)
-                code = 0 if Path(report).read_text() == "ok" else None
-            said = Path(report).read_text()
-            if code == 0 and said == "ok": future.set_result(then())
-            else: future.set_exception(TrackingError(said if said not in ("", "ok") else f"the {name} process ended with {code}"))
-        except BaseException as e: future.set_exception(e)  # noqa: BLE001  (handed to whoever waits)
-        finally: Path(report).unlink(missing_ok=True)
-    threading.Thread(target=reap, name=name, daemon=True).start()
-    return future
-
 # %% ../nbs/07_tracking.ipynb #c24be8b7
 class PreparedModel:
     "`model` saved in MLflow's format in a local folder, loaded back trusting reviewed types only: what `log_model` uploads."
@@ -549,30 +503,16 @@ class PreparedModel:
         self.folder = tempfile.TemporaryDirectory(prefix="mlwt-model-")
         self.path = os.path.realpath(os.path.join(self.folder.name, "model"))
 
-    def write(self) -> None:
-        "Write the folder: one serialization, loaded back trusting the reviewed types only."
+    def save(self) -> "PreparedModel":
+        "Write the folder (one serialization, one load back); self."
         from mlflow.models import Model
         self.mlmodel = Model()
         _SklearnServedWithProbabilities.save_model(self.path, mlflow_model=self.mlmodel, sk_model=self.model, signature=self.signature,
                                                    input_example=self.example, pip_requirements=pip_requirements(self.model_type),
                                                    serialization_format="skops", skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
         self.loaded = _LOADED_WHILE_LOGGING.pop(self.path)
-
-    def save(self) -> "PreparedModel":
-        "Write the folder here; self."
-        self.write()
         self.sha256 = model_file_hash(self.path)
         return self
-
-    def save_in_child(self) -> concurrent.futures.Future:
-        "Write the folder in a child process (`in_child_process`); a future of self, its metadata and hash read back from the folder."
-        from mlflow.models import Model
-
-        def read_back() -> "PreparedModel":
-            self.mlmodel, self.sha256 = Model.load(self.path), model_file_hash(self.path)
-            self.loaded = self.model  # what the child loaded back is this model; MLflow's example check may use it as it is
-            return self
-        return in_child_process(self.write, "mlwt-model", then=read_back)
 
 # %% ../nbs/07_tracking.ipynb #0e3fb1f5
 class _PreparedFlavor:
@@ -1023,7 +963,7 @@ class RunRecorder:
         # two threads importing MLflow's modules at once can each find the other's half-made ("partially initialized module")
         if self._opening is not None: concurrent.futures.wait([self._opening])
         prepared = PreparedModel(model, X, self.spec.model.model_type)
-        self._preparing = (model, prepared.save_in_child())
+        self._preparing = (model, in_background(prepared.save, "mlwt-model"))
 
     def log_model(self, model, X: pd.DataFrame) -> str | None:
         "Log the model when the spec asks (the folder `prepare_model` saved, when it was this model); return its URI."

@@ -120,27 +120,6 @@ def test_workers_whose_parent_dies_while_they_start_end_too():
     assert all_gone(workers, 15) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
 
 
-SAVE_THAT_SLEEPS = """
-import sys, time
-from ml_workflow_training.tracking import in_child_process
-saving = in_child_process(lambda: time.sleep(120), "mlwt-model")  # as a run saves its model while it goes on
-print("forked", flush=True)
-saving.result()
-"""
-
-
-@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
-def test_a_model_saving_child_ends_with_the_run_that_forked_it(how):
-    "The child that saves the final model (forked, its memory the run's) must not outlive a killed run, nor run its handlers."
-    p = subprocess.Popen([sys.executable, "-c", SAVE_THAT_SLEEPS], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "forked"
-    children = children_of(p.pid)
-    assert len(children) == 1, children
-    p.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGTERM)
-    p.wait(30)
-    assert all_gone(children, 10) == [], f"the saving child outlived its run ({how})"
-
-
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     write_spec(workdir, "long.yaml", long=True)
     write_spec(workdir)
