@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import shutil
 import socket
@@ -45,11 +46,12 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
            'is_write_conflict', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
            'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash',
-           'check_model_dir', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
-           'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
-           'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
-           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
+           'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash',
+           'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote', 'unregister',
+           'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card',
+           'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook',
+           'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -472,13 +474,13 @@ def quick_lock_turns(interval: float = 1e-4):
             if _lock_turns["tasks"] == 0: sys.setswitchinterval(_lock_turns["saved"])
 
 # %% ../nbs/07_tracking.ipynb #74072172
-def in_background(work: Callable[[], Any], name: str = "mlwt-background") -> concurrent.futures.Future:
-    "Call `work()` in a daemon thread, handing the lock over quickly meanwhile; its future (result or error)."
+def in_background(work: Callable[[], Any], name: str = "mlwt-background", quick_turns: bool = True) -> concurrent.futures.Future:
+    "Call `work()` in a daemon thread, handing the lock over quickly meanwhile (unless `quick_turns` is off); its future (result or error)."
     future = concurrent.futures.Future()
 
     def run() -> None:
         try:
-            with quick_lock_turns(): future.set_result(work())
+            with quick_lock_turns() if quick_turns else contextlib.nullcontext(): future.set_result(work())
         except BaseException as e: future.set_exception(e)  # noqa: BLE001  (handed to whoever waits)
     future.set_running_or_notify_cancel()
     threading.Thread(target=run, name=name, daemon=True).start()
@@ -492,6 +494,27 @@ def warm_up_model_logging() -> None:
         from mlflow.utils import requirements_utils
         requirements_utils._init_packages_to_modules_map()
 
+# %% ../nbs/07_tracking.ipynb #fdebf3aa
+def write_model_folder(model, path: str, signature, example: pd.DataFrame, model_type: str | None) -> tuple[Any, Any]:
+    "Write MLflow's folder for `model` at `path` (skops, loaded back trusting the reviewed types only); its `Model` and the model loaded back."
+    from mlflow.models import Model
+    mlmodel = Model()
+    _SklearnServedWithProbabilities.save_model(path, mlflow_model=mlmodel, sk_model=model, signature=signature, input_example=example,
+                                               pip_requirements=pip_requirements(model_type), serialization_format="skops",
+                                               skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
+    return mlmodel, _LOADED_WHILE_LOGGING.pop(path)
+
+# %% ../nbs/07_tracking.ipynb #7971d7ce
+def save_model_job(job: str, parent: int) -> None:
+    "In a model-saving process: `write_model_folder` with the arguments pickled in `job`; the process ends once `parent` does."
+    from .engine import exit_with_parent
+    exit_with_parent(parent)
+    with open(job, "rb") as f: args = pickle.load(f)
+    write_model_folder(*args)
+
+
+_SAVING_PROCESS = "import sys; from ml_workflow_training.tracking import save_model_job; save_model_job(sys.argv[1], int(sys.argv[2]))"
+
 # %% ../nbs/07_tracking.ipynb #c24be8b7
 class PreparedModel:
     "`model` saved in MLflow's format in a local folder, loaded back trusting reviewed types only: what `log_model` uploads."
@@ -503,16 +526,42 @@ class PreparedModel:
         self.folder = tempfile.TemporaryDirectory(prefix="mlwt-model-")
         self.path = os.path.realpath(os.path.join(self.folder.name, "model"))
 
+    def _args(self) -> tuple:
+        return self.model, self.path, self.signature, self.example, self.model_type
+
     def save(self) -> "PreparedModel":
-        "Write the folder (one serialization, one load back); self."
-        from mlflow.models import Model
-        self.mlmodel = Model()
-        _SklearnServedWithProbabilities.save_model(self.path, mlflow_model=self.mlmodel, sk_model=self.model, signature=self.signature,
-                                                   input_example=self.example, pip_requirements=pip_requirements(self.model_type),
-                                                   serialization_format="skops", skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
-        self.loaded = _LOADED_WHILE_LOGGING.pop(self.path)
+        "Write the folder here (one serialization, one load back); self."
+        self.mlmodel, self.loaded = write_model_folder(*self._args())
         self.sha256 = model_file_hash(self.path)
         return self
+
+    def save_in_process(self) -> "PreparedModel":
+        "Write the folder in a new Python process (`save_model_job`), then read its MLmodel and hash here; self."
+        from mlflow.models import Model
+        job = os.path.join(self.folder.name, "job.pkl")
+        try:
+            with open(job, "wb") as f: pickle.dump(self._args(), f, protocol=pickle.HIGHEST_PROTOCOL)
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the run's own fits keep the other core
+            child = subprocess.run([sys.executable, "-c", _SAVING_PROCESS, job, str(os.getpid())], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        finally: Path(job).unlink(missing_ok=True)
+        if child.returncode != 0:
+            said = [line for line in child.stderr.splitlines() if line.strip()]
+            raise TrackingError(f"the model-saving process ended with {child.returncode}: {said[-1] if said else 'it said nothing'}")
+        self.mlmodel, self.sha256 = Model.load(self.path), model_file_hash(self.path)
+        self.loaded = self.model  # what the process loaded back is this model: MLflow's example check may use it as it is
+        return self
+
+    def save_beside(self, serial: bool) -> concurrent.futures.Future:
+        "Write the folder in the background: in a process of its own when the run's fits are `serial`, else in a thread; a future of self."
+        if not serial or not sys.executable: return in_background(self.save, "mlwt-model")
+
+        def elsewhere_or_here() -> "PreparedModel":
+            try: return self.save_in_process()
+            except Exception:  # noqa: BLE001  (the same save in this process says what is wrong, if anything is)
+                shutil.rmtree(self.path, ignore_errors=True)
+                with quick_lock_turns(): return self.save()
+        return in_background(elsewhere_or_here, "mlwt-model", quick_turns=False)  # it waits: no turns to hand over
 
 # %% ../nbs/07_tracking.ipynb #0e3fb1f5
 class _PreparedFlavor:
@@ -958,12 +1007,12 @@ class RunRecorder:
         mlflow.set_tags(self.metric_tags)  # kept on the run too: a sweep registers its best run from its record
 
     def prepare_model(self, model, X: pd.DataFrame) -> None:
-        "Start saving the final `model` in a background thread while the run goes on (when the spec logs models)."
+        "Start saving the final `model` in the background while the run goes on (when the spec logs models): a process of its own when its folds are fitted serially."
         if not self.spec.mlflow.log_model: return
         # two threads importing MLflow's modules at once can each find the other's half-made ("partially initialized module")
         if self._opening is not None: concurrent.futures.wait([self._opening])
         prepared = PreparedModel(model, X, self.spec.model.model_type)
-        self._preparing = (model, in_background(prepared.save, "mlwt-model"))
+        self._preparing = (model, prepared.save_beside(serial=self.spec.validation.n_jobs == 1))
 
     def log_model(self, model, X: pd.DataFrame) -> str | None:
         "Log the model when the spec asks (the folder `prepare_model` saved, when it was this model); return its URI."

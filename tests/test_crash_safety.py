@@ -120,6 +120,38 @@ def test_workers_whose_parent_dies_while_they_start_end_too():
     assert all_gone(workers, 15) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
 
 
+A_SAVE_THAT_SLEEPS = """
+import time
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+from ml_workflow_training.tracking import PreparedModel
+
+class Sleeps:  # unpickled in the saving process as a two-minute sleep: a save that is still going when its run dies
+    def __reduce__(self): return (time.sleep, (120,))
+
+X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+prepared = PreparedModel(DummyClassifier().fit(X, [0, 1, 0, 1]), X)
+prepared.model = Sleeps()
+saving = prepared.save_beside(serial=True)  # as a run with serial folds saves its model while it goes on
+print("saving", flush=True)
+saving.result()
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_model_saving_process_ends_with_its_run(how):
+    "The process that writes the final model (serial folds) must not outlive a killed run."
+    p = subprocess.Popen([sys.executable, "-c", A_SAVE_THAT_SLEEPS], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "saving"
+    assert eventually(lambda: children_of(p.pid), 30), "no saving process started"
+    savers = children_of(p.pid)
+    assert len(savers) == 1 and "save_model_job" in open(f"/proc/{savers[0]}/cmdline").read(), savers
+    time.sleep(2)  # past its start: what ends it now is its watch on the run, nothing else
+    p.send_signal(how)
+    p.wait(30)
+    assert all_gone(savers, 10) == [], f"the saving process outlived its run ({signal.Signals(how).name})"
+
+
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     write_spec(workdir, "long.yaml", long=True)
     write_spec(workdir)

@@ -377,7 +377,7 @@ def test_parallel_by_default_and_serial_give_identical_results(workdir):
     from ml_workflow_training import GridSearchSpecBuilder
     spec = small_spec("sqlite:///mlflow.db").model_copy(update={
         "tuning": GridSearchSpecBuilder().set_param_grid({"classifier__max_depth": [2, 3], "classifier__learning_rate": [0.05, 0.1]}).set_cv_folds(3).build(),
-        "mlflow": MLflowSpecBuilder().build()})
+        "mlflow": MLflowSpecBuilder().enable().set_tracking_uri("sqlite:///mlflow.db").set_experiment("serial").build()})
     assert spec.tuning.n_jobs == spec.validation.n_jobs == -1  # parallel unless the spec says otherwise
     serial_spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"n_jobs": 1}),
                                           "validation": spec.validation.model_copy(update={"n_jobs": 1})})
@@ -387,6 +387,8 @@ def test_parallel_by_default_and_serial_give_identical_results(workdir):
     assert {k: v["folds"] for k, v in parallel.cv_metrics.items() if k != "fit_time"} == \
            {k: v["folds"] for k, v in serial.cv_metrics.items() if k != "fit_time"}
     np.testing.assert_array_equal(parallel.pipeline.predict_proba(X), serial.pipeline.predict_proba(X))
+    # the serial run's model is written by a process of its own, the parallel run's by a thread: both load as logged
+    for r in (parallel, serial): np.testing.assert_array_equal(load_model(r.model_uri).predict_proba(X), serial.pipeline.predict_proba(X))
 
 
 def test_a_time_budget_cuts_the_search_short_and_the_run_says_how_much(workdir):
