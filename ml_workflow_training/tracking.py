@@ -47,11 +47,11 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'is_write_conflict', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
            'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
            'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'load_model', 'gate_decision', 'validation_hash',
-           'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote', 'unregister',
-           'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results', 'model_card',
-           'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook',
-           'read_run']
+           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
+           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
+           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
+           'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
+           'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -529,10 +529,10 @@ class PreparedModel:
     def _args(self) -> tuple:
         return self.model, self.path, self.signature, self.example, self.model_type
 
-    def save(self) -> "PreparedModel":
-        "Write the folder here (one serialization, one load back); self."
+    def save(self, saved_by: str = "here") -> "PreparedModel":
+        "Write the folder in this process (one serialization, one load back); self, its `saved_by` saying where (logged with the run)."
         self.mlmodel, self.loaded = write_model_folder(*self._args())
-        self.sha256 = model_file_hash(self.path)
+        self.sha256, self.saved_by = model_file_hash(self.path), saved_by
         return self
 
     def save_in_process(self) -> "PreparedModel":
@@ -550,17 +550,18 @@ class PreparedModel:
             raise TrackingError(f"the model-saving process ended with {child.returncode}: {said[-1] if said else 'it said nothing'}")
         self.mlmodel, self.sha256 = Model.load(self.path), model_file_hash(self.path)
         self.loaded = self.model  # what the process loaded back is this model: MLflow's example check may use it as it is
+        self.saved_by = "a process of its own"
         return self
 
     def save_beside(self, serial: bool) -> concurrent.futures.Future:
         "Write the folder in the background: in a process of its own when the run's fits are `serial`, else in a thread; a future of self."
-        if not serial or not sys.executable: return in_background(self.save, "mlwt-model")
+        if not serial or not sys.executable: return in_background(lambda: self.save("a thread, beside the run"), "mlwt-model")
 
         def elsewhere_or_here() -> "PreparedModel":
             try: return self.save_in_process()
-            except Exception:  # noqa: BLE001  (the same save in this process says what is wrong, if anything is)
+            except Exception as e:  # noqa: BLE001  (the same save in this process says what is wrong, if anything is)
                 shutil.rmtree(self.path, ignore_errors=True)
-                with quick_lock_turns(): return self.save()
+                with quick_lock_turns(): return self.save(f"here, as the saving process failed: {str(e)[:500]}")
         return in_background(elsewhere_or_here, "mlwt-model", quick_turns=False)  # it waits: no turns to hand over
 
 # %% ../nbs/07_tracking.ipynb #0e3fb1f5
@@ -619,14 +620,28 @@ def check_model_dir(model_dir: str | Path, recorded_hash: str | None, model_uri:
         raise TrackingError(f"{model_uri}: the model file differs from the one logged ({MODEL_HASH_TAG} mismatch): refused")
 
 # %% ../nbs/07_tracking.ipynb #5367970d
+def registered_files(model_uri: str, store_uri: str) -> str:
+    "Where the files of registered model `models:/name@alias` or `models:/name/version` are, looked up in `store_uri`; any other URI as it is."
+    import mlflow
+    if not model_uri.startswith("models:/"): return model_uri
+    name, sep, version = model_uri.removeprefix("models:/").rstrip("/").partition("/")
+    # MLflow looks a name up in this process's current registry, whatever store its download is given
+    client = mlflow.MlflowClient(store_uri, registry_uri=store_uri)
+    if "@" in name and not sep:
+        name, alias = name.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    elif not (sep and version.isdigit()): return model_uri  # a logged model's own id (models:/m-...): the tracking store's
+    return client.get_model_version_download_uri(name, version)
+
+
 def load_model(model_uri: str, tracking_uri: str | None = None):
-    "A logged model (`models:/name@alias`, `runs:/...`), loaded only after `check_model_dir` accepts it."
+    "A logged model (`models:/name@alias`, `runs:/...`) from the store at `tracking_uri` (else the current one), loaded only after `check_model_dir` accepts it."
     import mlflow
     import yaml
     uri = with_busy_timeout(existing_store(tracking_uri) if tracking_uri else mlflow.get_tracking_uri())  # many readers and writers at once
     with tempfile.TemporaryDirectory() as d, _no_progress_bar():
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=d, tracking_uri=uri))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=registered_files(model_uri, uri), dst_path=d, tracking_uri=uri))
             run_id = yaml.safe_load((local / "MLmodel").read_text()).get("run_id")
             recorded = mlflow.MlflowClient(uri).get_run(run_id).data.tags.get(MODEL_HASH_TAG) if run_id else None
         except mlflow.exceptions.MlflowException as e: raise TrackingError(f"cannot read {model_uri} from {uri}: {e.message}") from None
@@ -1021,7 +1036,8 @@ class RunRecorder:
         held, saving = self._preparing
         prepared = saving.result() if held is model else PreparedModel(model, X, self.spec.model.model_type).save()
         uri = log_model(model, X, prepared=prepared).model_uri
-        mlflow.set_tags({MODEL_HASH_TAG: prepared.sha256, "model_uri": uri})  # the hash: what load_model checks the artifact against
+        # the hash: what load_model checks the artifact against; where it was written: a saving process that failed is not silent
+        mlflow.set_tags({MODEL_HASH_TAG: prepared.sha256, "model_uri": uri, "model.saved_by": prepared.saved_by})
         return uri
 
     def register(self, headline: dict[str, float], model_uri: str | None,

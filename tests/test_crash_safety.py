@@ -152,6 +152,34 @@ def test_a_model_saving_process_ends_with_its_run(how):
     assert all_gone(savers, 10) == [], f"the saving process outlived its run ({signal.Signals(how).name})"
 
 
+def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_process_too(workdir):
+    "Serial folds: a process of its own writes the calibrated model while the cross-validation goes on; kill -9 of mlwt-train ends it too."
+    spec = default_training_spec()  # 2 x 2000 trees: a save that takes long enough to be still going when the run is killed
+    spec.model_copy(update={"tuning": None, "validation": spec.validation.model_copy(update={"n_jobs": 1}),
+                            "calibration": spec.calibration.model_copy(update={"cv_folds": 2}),
+                            "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 2000}})}).save(workdir / "serial.yaml")
+    p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "serial.yaml", "--quiet"], cwd=workdir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def savers() -> list[int]:
+        found = []
+        for pid in children_of(p.pid):
+            try:
+                if "save_model_job" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
+            except OSError: pass
+        return found
+    deadline = time.time() + 180
+    while not savers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
+    saving, seen = savers(), time.time()
+    assert saving, f"no saving process was seen (exit {p.poll()}): {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
+    time.sleep(4)  # past its imports, into the writing: what ends it now is its watch on the run
+    assert all_gone(saving, 0) == saving, "the save ended before the run was killed: the test proves nothing"
+    p.kill(); p.wait()
+    assert all_gone(saving, 5) == [], "the saving process outlived its killed mlwt-train"
+    _, runs = store(workdir)
+    assert [r.info.status for r in runs] == ["RUNNING"]  # what kill -9 leaves; the sweeper fails it (tested below)
+
+
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):
     write_spec(workdir, "long.yaml", long=True)
     write_spec(workdir)

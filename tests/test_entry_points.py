@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from conftest import BIN
 from ml_workflow_training import (build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec, generate_database,
                                   load_data, run_training)
+from ml_workflow_training.tracking import load_model
 from ml_workflow_training.core import InputError, WorkflowError
 from ml_workflow_training.notebook import template_path
 
@@ -113,11 +115,11 @@ def test_notebook_runs_choose_a_threshold_within_a_time_budget(workdir, entry):
 
 
 def holdout_spec(uri: str):
-    "The seed's spec as a quick holdout run: 25% held out, so the table is read in the split's order."
+    "The seed's spec as a quick holdout run: 25% held out, so the table is read in the split's order; serial, so a process of its own writes the model."
     spec = default_training_spec()
     return spec.model_copy(update={"tuning": None, "calibration": None,
                                    "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 20}}),
-                                   "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25}),
+                                   "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25, "n_jobs": 1}),
                                    "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
 
 
@@ -159,6 +161,10 @@ def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_
     elif entry in ("mlwt-train --notebook", "mlwt-notebook"): assert f"test_score {api.test_metrics['accuracy']:.4f}" in p.stdout, p.stdout
     (run,) = trainings(uri)
     assert run.info.status == "FINISHED" and run.data.tags["registered"] == "true"
+    # serial: the model was written by a process of its own (a failed one would say so here), and it serves as the API's model
+    assert run.data.tags["model.saved_by"] == "a process of its own", run.data.tags["model.saved_by"]
+    served = load_model("models:/gradient_boost_v1@staging", tracking_uri=uri)
+    np.testing.assert_allclose(served.predict_proba(X_test), api.pipeline.predict_proba(X_test), rtol=1e-12)
     assert run.data.tags["dataset.training.content_hash"] == api.data_fingerprint["content_hash"]
     assert run.data.params["dataset.training.n_rows"] == str(len(y_train))
     assert {k: run.data.metrics[f"test_{k}"] for k in api.test_metrics} == pytest.approx(api.test_metrics, rel=1e-12)

@@ -71,7 +71,7 @@ def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
     spec = (work / "spec.yaml").read_text()
     small = subprocess.run([str(fresh / "python"), "-c", (
         "import yaml; d = yaml.safe_load(open('spec.yaml')); d['tuning'] = None; d['calibration'] = None;"
-        "d['model']['hyperparameters'] = {'n_estimators': 15}; yaml.safe_dump(d, open('small.yaml', 'w'))")], cwd=work)
+        "d['model']['hyperparameters'] = {'n_estimators': 15}; d['validation']['n_jobs'] = 1; yaml.safe_dump(d, open('small.yaml', 'w'))")], cwd=work)
     assert small.returncode == 0 and "production_models" in spec
     train = run_plain(fresh, ["mlwt-train", "--spec", "small.yaml", "--quiet"], work, home)
     assert train.returncode == 0 and "registered gradient_boost_v1 version 1 as @staging" in train.stdout, train.stdout + train.stderr
@@ -82,8 +82,11 @@ def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
     check = run_plain(fresh, ["python", "-c", (
         "import mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); e = c.get_experiment_by_name('production_models');"
         "runs = c.search_runs([e.experiment_id]); print(sorted(r.info.status for r in runs));"
+        "print(sorted(r.data.tags['model.saved_by'] for r in runs));"
         "print(sorted(a.path for r in runs for a in c.list_artifacts(r.info.run_id, 'notebook')))")], work, home)
     assert check.returncode == 0 and "['FINISHED', 'FINISHED']" in check.stdout and "notebook/plain.html" in check.stdout, check.stderr
+    # the serial spec's model was written by a process of the plain install's Python, the notebook's (parallel) by a thread
+    assert "['a process of its own', 'a thread, beside the run']" in check.stdout, check.stdout
 
 
 def test_plain_install_commands_answer_version_and_errors(fresh, tmp_path):
