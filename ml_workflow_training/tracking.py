@@ -44,14 +44,14 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout',
            'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
            'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
-           'is_write_conflict', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
-           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
-           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
-           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
-           'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
-           'log_executed_notebook', 'read_run']
+           'is_write_conflict', 'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types',
+           'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops',
+           'quick_lock_turns', 'in_background', 'warm_up_model_logging', 'write_model_folder', 'save_model_job',
+           'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files',
+           'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
+           'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
+           'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run',
+           'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -286,13 +286,18 @@ def is_write_conflict(e: Exception) -> bool:
     return any(s in text for s in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "duplicate key value"))
 
 # %% ../nbs/07_tracking.ipynb #bb5c8ad6
+def pause_before_retry(attempt: int) -> None:
+    "A short random pause, longer at each `attempt`, so that writers that collided part."
+    time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+
+
 def retry_write_conflicts(write: Callable[[], Any], attempts: int = 5) -> Any:
     "Call `write`; when another writer inserted the same row at that moment, call it again after a short random pause."
     for attempt in range(attempts):
         try: return write()
         except Exception as e:
             if attempt == attempts - 1 or not is_write_conflict(e): raise
-            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+            pause_before_retry(attempt)
 
 # %% ../nbs/07_tracking.ipynb #9605d25b
 def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training",
@@ -728,7 +733,7 @@ def promote(name: str, version: str, alias: str, challenge: Callable[[Any], tupl
                 if won: client.set_registered_model_alias(name, alias, version)
             except mlflow.exceptions.MlflowException as e:
                 if not is_write_conflict(e): raise
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+                pause_before_retry(attempt)
                 continue
         break
     else: won, why = False, "other runs kept moving the alias while this version was scored: it stays where they left it"
