@@ -290,7 +290,7 @@ def pause_before_retry(attempt: int) -> None:
     "A short random pause, longer at each `attempt`, so that writers that collided part."
     time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
 
-
+# %% ../nbs/07_tracking.ipynb #33fb9bfd
 def retry_write_conflicts(write: Callable[[], Any], attempts: int = 5) -> Any:
     "Call `write`; when another writer inserted the same row at that moment, call it again after a short random pause."
     for attempt in range(attempts):
@@ -638,7 +638,7 @@ def registered_files(model_uri: str, store_uri: str) -> str:
     elif not (sep and version.isdigit()): return model_uri  # a logged model's own id (models:/m-...): the tracking store's
     return client.get_model_version_download_uri(name, version)
 
-
+# %% ../nbs/07_tracking.ipynb #21b0dc84
 def load_model(model_uri: str, tracking_uri: str | None = None):
     "A logged model (`models:/name@alias`, `runs:/...`) from the store at `tracking_uri` (else the current one), loaded only after `check_model_dir` accepts it."
     import mlflow
