@@ -170,7 +170,7 @@ def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_
         return found
     deadline = time.time() + 180
     while not savers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
-    saving, seen = savers(), time.time()
+    saving = savers()
     assert saving, f"no saving process was seen (exit {p.poll()}): {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
     time.sleep(4)  # past its imports, into the writing: what ends it now is its watch on the run
     assert all_gone(saving, 0) == saving, "the save ended before the run was killed: the test proves nothing"
