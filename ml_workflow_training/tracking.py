@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .core import Interrupted, TrackingError, mean_std
-from .data import sqlite_path
+from .data import safe_url, sqlite_path
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
@@ -626,16 +626,21 @@ def check_model_dir(model_dir: str | Path, recorded_hash: str | None, model_uri:
 
 # %% ../nbs/07_tracking.ipynb #5367970d
 def registered_files(model_uri: str, store_uri: str) -> str:
-    "Where the files of registered model `models:/name@alias` or `models:/name/version` are, looked up in `store_uri`; any other URI as it is."
+    "Where the files of registered model `models:/name@alias`, `models:/name/version` or `models:/name/latest` are, looked up in `store_uri`; any other URI as it is."
     import mlflow
     if not model_uri.startswith("models:/"): return model_uri
     name, sep, version = model_uri.removeprefix("models:/").rstrip("/").partition("/")
+    if not sep and "@" not in name: return model_uri  # a logged model's own id (models:/m-...): the tracking store's
     # MLflow looks a name up in this process's current registry, whatever store its download is given
     client = mlflow.MlflowClient(store_uri, registry_uri=store_uri)
-    if "@" in name and not sep:
+    if not sep:
         name, alias = name.split("@", 1)
         version = client.get_model_version_by_alias(name, alias).version
-    elif not (sep and version.isdigit()): return model_uri  # a logged model's own id (models:/m-...): the tracking store's
+    elif version.lower() == "latest": version = max((int(v.version) for v in client.get_registered_model(name).latest_versions), default=None)
+    elif not version.isdigit():
+        raise TrackingError(f"{model_uri}: {version!r} is neither a version nor 'latest'; MLflow 3 deprecates stages, "
+                            f"and this registry moves aliases instead: load models:/{name}@<alias> or models:/{name}/<version>")
+    if version is None: raise TrackingError(f"{model_uri}: registered model {name!r} has no versions in {safe_url(store_uri)}")
     return client.get_model_version_download_uri(name, version)
 
 # %% ../nbs/07_tracking.ipynb #21b0dc84
