@@ -42,8 +42,8 @@ from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 # %% auto #0
 __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG',
            'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout',
-           'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
-           'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
+           'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment',
+           'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
            'is_write_conflict', 'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types',
            'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops',
            'quick_lock_turns', 'in_background', 'warm_up_model_logging', 'write_model_folder', 'save_model_job',
@@ -90,6 +90,12 @@ def with_busy_timeout(uri: str) -> str:
     if sqlite_file(uri) is None or "timeout=" in uri: return uri
     return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_TIMEOUT_S}"
 
+# %% ../nbs/07_tracking.ipynb #d5539c1c
+def store_error(uri: str, why: str | BaseException) -> TrackingError:
+    "The one message for a store that cannot be used: `why`, or an exception's type and first line."
+    if isinstance(why, BaseException): why = f"{type(why).__name__}: {(str(why).splitlines() or [''])[0]}"
+    return TrackingError(f"MLflow store {uri} cannot be used: {why}")
+
 # %% ../nbs/07_tracking.ipynb #d6d424ef
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 
@@ -103,9 +109,8 @@ def check_store(uri: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             with path.open("rb") as f: head = f.read(len(SQLITE_HEADER))
-            if head and head != SQLITE_HEADER: raise TrackingError(f"MLflow store {uri} cannot be used: DatabaseError: file is not a database")
-    except OSError as e:
-        raise TrackingError(f"MLflow store {uri} cannot be used: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+            if head and head != SQLITE_HEADER: raise store_error(uri, "DatabaseError: file is not a database")
+    except OSError as e: raise store_error(uri, e) from None
 
 # %% ../nbs/07_tracking.ipynb #af8157d8
 @contextlib.contextmanager
@@ -179,7 +184,7 @@ def open_experiment(spec: MLflowSpec) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
     uri = resolve_tracking_uri(spec.tracking_uri)
-    check_tracking_server(uri)
+    check_store(uri)  # the same words from every caller: a run, a sweep's parent, the registry
     for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables...": not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(with_busy_timeout(uri))
@@ -188,11 +193,10 @@ def open_experiment(spec: MLflowSpec) -> str:
             if sqlite_file(uri) is not None and not sqlite_file(uri).exists(): new_store_from_template(sqlite_file(uri))
             client = mlflow.MlflowClient(with_busy_timeout(uri))
             return _experiment_id(client, spec.experiment_name)
-    except MlflowException as e:
-        raise TrackingError(f"MLflow store {uri} cannot be used: {e.message}") from None
-    except Exception as e:  # not a database, a folder that cannot be written...: the driver's words, in one line
+    except MlflowException as e: raise store_error(uri, e.message) from None
+    except Exception as e:  # a damaged database, a folder that cannot be written...: the driver's words, in one line
         if "sqlalchemy" not in type(e).__module__ and not isinstance(e, OSError): raise
-        raise TrackingError(f"MLflow store {uri} cannot be used: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        raise store_error(uri, e) from None
 
 # %% ../nbs/07_tracking.ipynb #134fcaae
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:

@@ -198,3 +198,33 @@ def test_a_class_too_rare_for_the_holdout_is_said_through_every_entry_point_and_
         assert p.returncode != 0 and said in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr[-2000:]
         if entry != "papermill": assert "Traceback" not in (p.stdout if entry == "mlwt-sweep" else p.stderr)
     assert trainings(uri) == []  # said before the run opened: nothing to sweep, nothing registered
+
+
+STORES_THAT_CANNOT_BE_USED = {  # what each is, and what the one message about it must say
+    "a file that is no database": ("sqlite:///{workdir}/notdb.txt", "cannot be used: DatabaseError: file is not a database"),
+    "a server that does not answer": ("http://127.0.0.1:{port}", "cannot reach the MLflow tracking server at http://127.0.0.1:{port}"),
+}
+
+
+@pytest.mark.parametrize("store", list(STORES_THAT_CANNOT_BE_USED))
+@pytest.mark.parametrize("entry", ["api", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_a_store_that_cannot_be_used_is_said_before_any_data_is_read_through_every_entry_point(workdir, entry, store):
+    "The spec's table does not exist either: the store's message, not the table's, shows it was checked first."
+    from conftest import free_port
+    (workdir / "notdb.txt").write_text("not a database\n")
+    template, said = STORES_THAT_CANNOT_BE_USED[store]
+    port = free_port()  # nothing listens on it
+    uri, said = template.format(workdir=workdir, port=port), said.format(port=port)
+    spec = holdout_spec(uri)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"table": "nope"})})
+    if entry == "api":
+        with pytest.raises(Exception, match=re.escape(said)) as e: run_training(spec, verbose=False)
+        assert type(e.value).__name__ == "TrackingError"
+    else:
+        spec.save(workdir / "holdout.yaml")
+        p = train_through(entry, workdir, uri)
+        out = p.stdout + p.stderr
+        assert p.returncode != 0 and said in out, out[-3000:]
+        assert "unknown table" not in out, out[-3000:]  # the data was never read
+        if entry != "papermill": assert "Traceback" not in (p.stdout if entry == "mlwt-sweep" else p.stderr), out[-3000:]
+    assert (workdir / "notdb.txt").read_text() == "not a database\n"  # left as it was
