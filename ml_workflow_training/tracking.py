@@ -40,18 +40,19 @@ from .data import safe_url, sqlite_path
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
-__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG',
-           'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout',
-           'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment',
-           'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
-           'is_write_conflict', 'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types',
-           'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops',
-           'quick_lock_turns', 'in_background', 'warm_up_model_logging', 'write_model_folder', 'save_model_job',
-           'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files',
-           'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
-           'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
-           'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run',
-           'finish_sweep_run', 'log_executed_notebook', 'read_run']
+__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'REVIEWED_SKOPS_TYPES',
+           'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri',
+           'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template',
+           'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics',
+           'library_versions', 'git_commit', 'hide_integer_hint', 'is_write_conflict', 'pause_before_retry',
+           'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
+           'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
+           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
+           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
+           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
+           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
+           'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
+           'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -276,12 +277,18 @@ def git_commit(path: str | Path = ".") -> str | None:
     except (OSError, subprocess.SubprocessError): return None
 
 # %% ../nbs/07_tracking.ipynb #55227f21
-@contextlib.contextmanager
-def _no_integer_hint():
-    "MLflow's schema inference without its integer-column hint: model inputs are cast to float, and a target has no missing labels."
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        yield
+INTEGER_HINT = "Hint: Inferred schema contains integer column"
+
+
+def hide_integer_hint() -> None:
+    "Filter MLflow's integer-column hint for the whole process: model inputs are cast to float, and a target has no missing labels."
+    # for good, not for the length of a call: `warnings.catch_warnings` is not thread-safe (its exit puts back the list it
+    # saved), and scikit-learn enters it around every task and metric, so the main thread could undo a filter that the
+    # run's opening thread had set for its own call (seen: one hint in a benchmark's log)
+    warnings.filterwarnings("ignore", message=INTEGER_HINT, category=UserWarning, module="mlflow")
+
+
+hide_integer_hint()  # at import, in the importing thread, before any run starts its background threads
 
 # %% ../nbs/07_tracking.ipynb #5ce24b7f
 def is_write_conflict(e: Exception) -> bool:
@@ -313,8 +320,7 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     target = str(y.name or "target")
     # the schema needs the columns, not every row: a copy of a million-row frame cost 0.5 s and a frame's memory
     head = pd.concat([X.head(1000), y.head(1000).rename(target)], axis=1)
-    with _no_integer_hint():
-        d = mlflow.data.from_pandas(head, name=name, targets=target, digest=fingerprint["content_hash"][:36]).to_dict()
+    d = mlflow.data.from_pandas(head, name=name, targets=target, digest=fingerprint["content_hash"][:36]).to_dict()
     d["profile"] = json.dumps({"num_rows": len(X), "num_elements": int(X.size + len(y))})  # the whole dataset's, as MLflow counts them
     # MLflow has no dataset source type for SQL tables: the code location stands as its source and the
     # table's URL (password hidden) goes in a tag
@@ -531,7 +537,7 @@ class PreparedModel:
         from mlflow.models import infer_signature
         self.model, self.model_type = model, model_type
         self.example = model_input_frame(X.head(n_example))
-        with _no_integer_hint(): self.signature = infer_signature(self.example, served_output(model, self.example))
+        self.signature = infer_signature(self.example, served_output(model, self.example))
         self.folder = tempfile.TemporaryDirectory(prefix="mlwt-model-")
         self.path = os.path.realpath(os.path.join(self.folder.name, "model"))
 
