@@ -40,13 +40,13 @@ from .data import safe_url, sqlite_path
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
-__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'REVIEWED_SKOPS_TYPES',
-           'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri',
-           'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template',
-           'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics',
-           'library_versions', 'git_commit', 'hide_integer_hint', 'is_write_conflict', 'pause_before_retry',
-           'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
-           'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
+__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'SOCKS_HINT', 'DEPENDENCY_NOISE',
+           'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file',
+           'resolve_tracking_uri', 'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock',
+           'new_store_from_template', 'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics',
+           'log_cv_metrics', 'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict',
+           'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
+           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
            'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
            'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
            'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
@@ -278,17 +278,24 @@ def git_commit(path: str | Path = ".") -> str | None:
 
 # %% ../nbs/07_tracking.ipynb #55227f21
 INTEGER_HINT = "Hint: Inferred schema contains integer column"
+SOCKS_HINT = "SOCKS support in urllib3 requires"
+DEPENDENCY_NOISE = (  # (message, category, module): lines from dependencies that their users can do nothing about
+    (INTEGER_HINT, UserWarning, "mlflow"),  # model inputs are cast to float, and a target has no missing labels
+    (SOCKS_HINT, Warning, "urllib3"),  # no SOCKS proxy is used; requests hides it too, but see below
+)
 
 
-def hide_integer_hint() -> None:
-    "Filter MLflow's integer-column hint for the whole process: model inputs are cast to float, and a target has no missing labels."
+def hide_dependency_noise() -> None:
+    "Filter `DEPENDENCY_NOISE`'s warnings for the whole process, each for its own message and module only."
     # for good, not for the length of a call: `warnings.catch_warnings` is not thread-safe (its exit puts back the list it
-    # saved), and scikit-learn enters it around every task and metric, so the main thread could undo a filter that the
-    # run's opening thread had set for its own call (seen: one hint in a benchmark's log)
-    warnings.filterwarnings("ignore", message=INTEGER_HINT, category=UserWarning, module="mlflow")
+    # saved), and scikit-learn enters it around every task and metric. So the fitting thread can undo a filter that
+    # another thread set meanwhile: ours around a call (seen: one integer hint in a benchmark's log), or the one that
+    # requests sets as the run's opening thread imports it, just before urllib3 warns (seen: the SOCKS line in a run)
+    for message, category, module in DEPENDENCY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
-hide_integer_hint()  # at import, in the importing thread, before any run starts its background threads
+hide_dependency_noise()  # at import, in the importing thread, before any run starts its background threads
 
 # %% ../nbs/07_tracking.ipynb #5ce24b7f
 def is_write_conflict(e: Exception) -> bool:
