@@ -605,9 +605,12 @@ def log_model(model, X: pd.DataFrame, name: str = "model", n_example: int = 5, m
               prepared: PreparedModel | None = None):
     "Log `model` with skops (trusting reviewed types only), a signature whose output is label and probabilities, and an input example."
     from mlflow.models import Model
+    own = prepared is None
     prepared = prepared or PreparedModel(model, X, model_type, n_example).save()
     try: return Model.log(None, name=name, flavor=_PreparedFlavor, prepared=prepared, serialization_format="skops")
-    finally: _LOADED_WHILE_LOGGING.pop(getattr(prepared, "logged_from", None), None)
+    finally:
+        _LOADED_WHILE_LOGGING.pop(getattr(prepared, "logged_from", None), None)
+        if own: prepared.folder.cleanup()  # a folder made here is copied into the store: not left behind
 
 # %% ../nbs/07_tracking.ipynb #abd5f064
 MODEL_HASH_TAG = "model.sha256"
@@ -978,7 +981,9 @@ class RunRecorder:
             raise
         finally:
             try: self._end(status)  # waits for the opening thread, which registers the exit handler
-            finally: atexit.unregister(self._end_at_exit)
+            finally:
+                atexit.unregister(self._end_at_exit)
+                self._discard_saved_model()
 
     def attach(self) -> str:
         "Wait for the run to be open and make it this thread's active MLflow run (MLflow keeps one per thread); its id, or the error that kept it from opening."
@@ -1062,10 +1067,16 @@ class RunRecorder:
         if not self.spec.mlflow.log_model: return None
         held, saving = self._preparing
         prepared = saving.result() if held is model else PreparedModel(model, X, self.spec.model.model_type).save()
-        uri = log_model(model, X, prepared=prepared).model_uri
+        try: uri = log_model(model, X, prepared=prepared).model_uri
+        finally: prepared.folder.cleanup()  # copied into the store, or not wanted: not left in the temporary folder
         # the hash: what load_model checks the artifact against; where it was written: a saving process that failed is not silent
         mlflow.set_tags({MODEL_HASH_TAG: prepared.sha256, "model_uri": uri, "model.saved_by": prepared.saved_by})
         return uri
+
+    def _discard_saved_model(self) -> None:
+        "Remove the folder `prepare_model` saved, now or as soon as its saving ends: a run that failed or was killed leaves no model files behind."
+        _, saving = self._preparing
+        if saving is not None: saving.add_done_callback(lambda f: f.exception() is None and f.result().folder.cleanup())
 
     def register(self, headline: dict[str, float], model_uri: str | None,
                  score_incumbent: Callable[[Any], tuple[float | None, str]] | None = None) -> tuple[bool, str, str | None]:

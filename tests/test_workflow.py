@@ -1,6 +1,7 @@
 """Tracked training end to end, on real MLflow stores: SQLite, a real server, a real model server."""
 import json
 import re
+import tempfile
 import time
 import urllib.request
 
@@ -15,7 +16,7 @@ from seed_readme import workflow_example
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, MLflowSpecBuilder,
                                   ModelSpecBuilder, TrackingError, TrainingSpec, WorkflowError, load_data, reproduce_run,
                                   run_training)
-from ml_workflow_training.tracking import load_model, model_input_frame
+from ml_workflow_training.tracking import load_model, log_model, model_input_frame
 
 FEATURES = [f"feature_{i}" for i in range(20)]
 
@@ -95,6 +96,25 @@ def test_reproduce_without_a_logged_fingerprint_does_not_claim_the_same_data(wor
     assert cli.returncode == 1 and "data UNKNOWN (the run logged no data fingerprint)" in cli.stdout
 
 
+def model_folders_left(temporary, wait: float = 30) -> list[str]:
+    "The model folders still in `temporary` once any saving still under way has had `wait` seconds to end."
+    deadline = time.monotonic() + wait
+    while (left := sorted(p.name for p in temporary.glob("mlwt-model-*"))) and time.monotonic() < deadline: time.sleep(0.2)
+    return left
+
+
+def test_a_finished_run_leaves_no_model_files_behind(workdir, monkeypatch):
+    temporary = workdir / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    results = run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
+    assert results["registered"] and model_folders_left(temporary, wait=0) == []  # removed as the run ends, not later
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    with mlflow.start_run():  # the module's function, outside a run's recorder
+        log_model(results["pipeline"], load_data()[0], model_type="gradient_boosting")
+    assert model_folders_left(temporary, wait=0) == []
+
+
 @pytest.mark.parametrize("where, step", [("describe", "connect"), ("cross-validate", "cross-validate"), ("log_model", "log"),
                                          ("alias", "register"), ("after_register", "register")])
 def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypatch, where, step):
@@ -102,6 +122,9 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
     import ml_workflow_training.tracking as tr
     import ml_workflow_training.workflow as wf
     def broken(*a, **k): raise RuntimeError("disk on fire")
+    temporary = workdir / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the model is saved before it is logged
     if where == "describe": monkeypatch.setattr(tr, "log_dataset", broken)  # in the thread that opens the run, during the fits
     if where == "cross-validate": monkeypatch.setattr(wf, "cross_validate_model", broken)
     if where == "log_model": monkeypatch.setattr(tr, "log_model", broken)
@@ -115,6 +138,7 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
     assert run.data.tags["error"] == "RuntimeError: disk on fire" and run.data.tags["failed_step"] == step
     assert "disk on fire" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")
     assert client.search_model_versions("name = 'small_gb'") == []
+    assert model_folders_left(temporary) == []  # the model saved for the log is not left behind
     if where != "describe":  # what the run was is logged as it opens, before any fit: a failed run still says it
         spec = TrainingSpec.from_yaml(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/spec.yaml"))
         assert spec.spec_hash() == run.data.tags["spec_hash"] == small_spec("sqlite:///mlflow.db").spec_hash()
@@ -174,6 +198,12 @@ def test_remote_tracking_server(workdir, mlflow_server):
     np.testing.assert_array_equal(loaded.predict(model_input_frame(X))["label"], results["pipeline"].predict(X))
     checked = load_model("models:/small_gb@staging", tracking_uri=mlflow_server)  # the project's loader, over HTTP
     np.testing.assert_allclose(checked.predict_proba(X), results["pipeline"].predict_proba(X))
+    # the registry asked is the server's, not the process's current one (here a local store that has no such model)
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'elsewhere.db'}")
+    latest = load_model("models:/small_gb/latest", tracking_uri=mlflow_server)
+    np.testing.assert_allclose(latest.predict_proba(X), results["pipeline"].predict_proba(X))
+    with pytest.raises(TrackingError, match="MLflow 3 deprecates stages.*models:/small_gb@<alias>"):
+        load_model("models:/small_gb/Production", tracking_uri=mlflow_server)
 
 
 def served_predictions(workdir, model_uri: str, sample) -> pd.DataFrame:
