@@ -146,9 +146,7 @@ def _train(a) -> int:
         print(notebook_report(run_notebook({"spec_file": a.spec} if a.spec else {}, progress=not a.quiet and sys.stderr.isatty())))
         return 0
     spec = TrainingSpec.load(a.spec) if a.spec else default_training_spec()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=FutureWarning)
-        print(report(run_training(spec, verbose=not a.quiet)))
+    print(report(run_training(spec, verbose=not a.quiet)))  # warnings as the API and the notebooks show them
     return 0
 
 # %% ../nbs/09_cli.ipynb #4702c612

@@ -1,6 +1,7 @@
 """Shared fixtures: real SQLite stores in temporary folders, free ports, processes started and stopped, a real PostgreSQL."""
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
         except OSError: pass
         time.sleep(1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+WARNING_LINE = re.compile(r"\b[A-Z]\w*Warning\b:|^warning: ", re.M)  # "FutureWarning: ...", "UserWarning: ...", and the CLI's own "warning: ..."
+
+
+def warning_lines(*texts: str, notebooks=()) -> list[str]:
+    "The warning lines in `texts` (a process's output) and in the stderr of `notebooks` (executed .ipynb paths)."
+    import json
+    streams = list(texts)
+    for nb in notebooks:
+        cells = json.loads(Path(nb).read_text())["cells"]
+        streams += ["".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    return [line for text in streams for line in text.splitlines() if WARNING_LINE.search(line)]
 
 
 def start_process(args, log: Path, env=None, cwd=None) -> subprocess.Popen:

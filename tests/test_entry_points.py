@@ -18,7 +18,7 @@ import pytest
 import yaml
 from sklearn.model_selection import train_test_split
 
-from conftest import BIN
+from conftest import BIN, warning_lines
 from ml_workflow_training import (build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec, generate_database,
                                   load_data, run_training)
 from ml_workflow_training.tracking import load_model
@@ -125,7 +125,8 @@ def holdout_spec(uri: str):
 
 def train_through(entry: str, workdir, uri: str) -> subprocess.CompletedProcess:
     "Train holdout.yaml (already written) through `entry`, a console command or papermill, on the store at `uri`."
-    if entry == "mlwt-train": cmd = [BIN / "mlwt-train", "--spec", "holdout.yaml", "--quiet"]
+    if entry == "python": cmd = [BIN / "python", "-c", "from ml_workflow_training import TrainingSpec, run_training; run_training(TrainingSpec.load('holdout.yaml'))"]
+    elif entry == "mlwt-train": cmd = [BIN / "mlwt-train", "--spec", "holdout.yaml", "--quiet"]
     elif entry == "mlwt-train --notebook": cmd = [BIN / "mlwt-train", "--notebook", "--spec", "holdout.yaml", "--quiet"]
     elif entry == "mlwt-notebook": cmd = [BIN / "mlwt-notebook", "run", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri, "-o", "data/runs/h.ipynb"]
     elif entry == "papermill": cmd = [BIN / "papermill", template_path(), "data/runs/h.ipynb", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri]
@@ -142,7 +143,7 @@ def trainings(uri: str) -> list:
     return [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if "registered" in r.data.tags]
 
 
-@pytest.mark.parametrize("entry", ["mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+@pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
 def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_every_entry_point(workdir, entry):
     spec = holdout_spec(f"sqlite:///{workdir}/api.db")
     X, y = load_data(db="data/ml_workflow.db")
@@ -157,6 +158,8 @@ def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_
     holdout_spec(uri).save(workdir / "holdout.yaml")
     p = train_through(entry, workdir, uri)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    # progress, not noise: no warning line from a dependency on the console or in an executed notebook's stderr
+    assert warning_lines(p.stdout, p.stderr, notebooks=workdir.glob("data/runs/**/*.ipynb")) == [], p.stdout[-2000:] + p.stderr[-2000:]
     if entry == "mlwt-sweep": assert "on its test set): no registration gate; registered gradient_boost_v1 version 1" in p.stdout, p.stdout  # ranked by the test score: no cv_score
     elif entry in ("mlwt-train --notebook", "mlwt-notebook"): assert f"test_score {api.test_metrics['accuracy']:.4f}" in p.stdout, p.stdout
     (run,) = trainings(uri)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_gone, children_of
+from conftest import all_gone, children_of, warning_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -79,6 +79,8 @@ def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
                            "-o", "data/runs/plain.ipynb"], work, home)
     assert nb.returncode == 0, nb.stderr[-3000:]
     assert (work / "data" / "runs" / "plain.ipynb").exists() and "model version 2" in nb.stdout
+    # no warning line from a dependency (MLflow's integer hint, urllib3's SOCKS line, ...) on a plain install either
+    assert warning_lines(train.stdout, train.stderr, nb.stdout, nb.stderr, notebooks=[work / "data" / "runs" / "plain.ipynb"]) == [], train.stderr + nb.stderr
     check = run_plain(fresh, ["python", "-c", (
         "import mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); e = c.get_experiment_by_name('production_models');"
         "runs = c.search_runs([e.experiment_id]); print(sorted(r.info.status for r in runs));"
