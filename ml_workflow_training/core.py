@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'frozen_heap', 'check_identifier', 'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
-           'command_parser', 'add_option', 'run_command']
+           'frozen_heap', 'skip_final_collection', 'check_identifier', 'suggest', 'fold_problem', 'mean_std',
+           'take_rows', 'package_version', 'command_parser', 'add_option', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -99,6 +99,18 @@ def frozen_heap():
     try: yield gc.freeze
     finally: gc.unfreeze()
 
+# %% ../nbs/00_core.ipynb #3bcd81ae
+_FINAL_COLLECTION = {"skipped": False}
+
+
+def skip_final_collection() -> None:
+    "Have this process skip the interpreter's last garbage collections when it exits, after every other exit handler (once)."
+    import atexit
+    import gc
+    if _FINAL_COLLECTION["skipped"]: return  # registered once, so it stays behind the handlers registered later
+    atexit.register(gc.freeze)  # exit handlers run last-registered first: this one after those added meanwhile
+    _FINAL_COLLECTION["skipped"] = True
+
 # %% ../nbs/00_core.ipynb #bda80274
 DEFAULT_DB = "data/ml_workflow.db"  # the embedded default, relative to the working directory
 DEFAULT_TABLE = "classification_data"  # the seed's table name
@@ -166,6 +178,7 @@ def add_option(parser, name: str, *short: str, **kwargs) -> argparse.Action:
 # %% ../nbs/00_core.ipynb #2a5a70b9
 def run_command(body: Callable[[], int | None]) -> int:
     "Run a command's `body`: our errors become one `error:` line and their exit code; Ctrl-C exits 130, SIGTERM 143."
+    skip_final_collection()  # a command's process is ours: it ends once its report is out
     try:
         with stop_on_sigterm(): return int(body() or 0)
     except MLWorkflowError as e:

@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from .builders import default_training_spec
-from .core import Interrupted, NotebookError, SpecError, mean_std, suggest
+from .core import Interrupted, NotebookError, SpecError, mean_std, skip_final_collection, suggest
 from .specs import METRICS, TrainingSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
@@ -137,6 +137,7 @@ def spec_from_notebook(namespace: dict, baseline: set) -> TrainingSpec:
     import warnings  # tqdm's "IProgress not found" (ipywidgets) is a hint the report's reader can do nothing about
     warnings.filterwarnings("ignore", message="IProgress not found")
     check_parameters(sorted(k for k in set(namespace) - baseline if not k.startswith("_") and k not in PARAMETERS))
+    skip_final_collection()  # papermill waits for the kernel to end once the report is written (see 00_core)
     params = {k: namespace.get(k) for k in PARAMETERS if k not in ("spec_file", "parent_run_id", "output_notebook")}
     if params["db"] is None and not Path("data/ml_workflow.db").exists():  # opened from nbs/pipelines in a checkout
         root = next((p for p in Path.cwd().parents if (p / "data" / "ml_workflow.db").exists()), None)
