@@ -544,6 +544,9 @@ class PreparedModel:
         from mlflow.models import infer_signature
         self.model, self.model_type = model, model_type
         self.example = model_input_frame(X.head(n_example))
+        # object labels: MLflow compares them with a range when it writes the example, which pandas 3 warns about for str
+        # labels (Pandas4Warning), and a filter cannot hide it while another thread's catch_warnings says "always"
+        self.example.columns = self.example.columns.astype(object)
         self.signature = infer_signature(self.example, served_output(model, self.example))
         self.folder = tempfile.TemporaryDirectory(prefix="mlwt-model-")
         self.path = os.path.realpath(os.path.join(self.folder.name, "model"))
