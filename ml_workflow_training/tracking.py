@@ -40,19 +40,19 @@ from .data import safe_url, sqlite_path
 from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
-__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'SOCKS_HINT', 'DEPENDENCY_NOISE',
-           'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file',
-           'resolve_tracking_uri', 'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock',
-           'new_store_from_template', 'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics',
-           'log_cv_metrics', 'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict',
-           'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
-           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
-           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
-           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_results',
-           'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
-           'log_executed_notebook', 'read_run']
+__all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'SOCKS_HINT',
+           'NOLOAD_DEPRECATION', 'DEPENDENCY_NOISE', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS',
+           'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'store_error',
+           'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
+           'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
+           'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry', 'retry_write_conflicts', 'log_dataset',
+           'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel',
+           'save_skops', 'quick_lock_turns', 'in_background', 'warm_up_model_logging', 'write_model_folder',
+           'save_model_job', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir',
+           'registered_files', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
+           'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
+           'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -279,20 +279,40 @@ def git_commit(path: str | Path = ".") -> str | None:
 # %% ../nbs/07_tracking.ipynb #55227f21
 INTEGER_HINT = "Hint: Inferred schema contains integer column"
 SOCKS_HINT = "SOCKS support in urllib3 requires"
+NOLOAD_DEPRECATION = "The ``noload`` loader strategy is deprecated"
 DEPENDENCY_NOISE = (  # (message, category, module): lines from dependencies that their users can do nothing about
     (INTEGER_HINT, UserWarning, "mlflow"),  # model inputs are cast to float, and a target has no missing labels
     (SOCKS_HINT, Warning, "urllib3"),  # no SOCKS proxy is used; requests hides it too, but see below
+    (NOLOAD_DEPRECATION, DeprecationWarning, "mlflow"),  # SQLAlchemy 2.1 on MLflow's store models, as their module is imported
 )
 
 
+def _is_dependency_noise(message, category: type, filename: str) -> bool:
+    "Whether a warning is one of `DEPENDENCY_NOISE`: how its message begins, its category, a file in its module's package."
+    parts = Path(filename).parts
+    return any(str(message).startswith(text) and issubclass(category, kind) and module in parts for text, kind, module in DEPENDENCY_NOISE)
+
+# %% ../nbs/07_tracking.ipynb #44688b47
+def _showwarning_but_noise(show: Callable) -> Callable:
+    "`show` (a `warnings.showwarning`), silent for `DEPENDENCY_NOISE`."
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not _is_dependency_noise(message, category, filename): show(message, category, filename, lineno, file, line)
+    showwarning.noise_hidden = True
+    return showwarning
+
+# %% ../nbs/07_tracking.ipynb #48cd849b
 def hide_dependency_noise() -> None:
-    "Filter `DEPENDENCY_NOISE`'s warnings for the whole process, each for its own message and module only."
+    "Filter `DEPENDENCY_NOISE`'s warnings for the whole process, each for its own message and module only, and never show them."
     # for good, not for the length of a call: `warnings.catch_warnings` is not thread-safe (its exit puts back the list it
     # saved), and scikit-learn enters it around every task and metric. So the fitting thread can undo a filter that
     # another thread set meanwhile: ours around a call (seen: one integer hint in a benchmark's log), or the one that
     # requests sets as the run's opening thread imports it, just before urllib3 warns (seen: the SOCKS line in a run)
     for message, category, module in DEPENDENCY_NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    # nor is a filter enough while another thread is inside `catch_warnings` with "always" first in the list (pandas'
+    # `pandas_dtype`, for DeprecationWarning, on every call): seen, SQLAlchemy's noload line as the opening thread opened
+    # an SQLite store during the fit. A warning is shown through `warnings.showwarning`, which such a block leaves in place
+    if not getattr(warnings.showwarning, "noise_hidden", False): warnings.showwarning = _showwarning_but_noise(warnings.showwarning)
 
 
 hide_dependency_noise()  # at import, in the importing thread, before any run starts its background threads
