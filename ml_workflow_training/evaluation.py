@@ -35,21 +35,18 @@ __all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CAL
            'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures', 'evaluation_figures']
 
 # %% ../nbs/04_evaluation.ipynb #de1664c0
-def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "`(labels, classes)` as each label's index in `classes`, one byte each; unchanged when a label is not a class, or classes repeat or exceed 255."
+def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    "`(labels, classes)` as each label's index in `classes`, one byte each; None when a label is not a class, or classes repeat or exceed 255."
     index = pd.Index(classes)
     codes = index.get_indexer(y_true) if len(classes) <= 255 and index.is_unique else None
-    if codes is None or (codes < 0).any(): return y_true, classes
+    if codes is None or (codes < 0).any(): return None
     return codes.astype(np.uint8), np.arange(len(classes), dtype=np.uint8)
 
-# %% ../nbs/04_evaluation.ipynb #dc47b52f
-def compute_metrics(y_true, proba: np.ndarray, classes: Sequence, metrics: Sequence[str] = tuple(METRICS)) -> dict[str, float]:
-    "Each metric in `metrics` from true labels and predicted probabilities (columns in `classes` order)."
-    y_true, classes = _class_codes(np.asarray(y_true), np.asarray(classes))
-    proba = np.asarray(proba, dtype=float)
+# %% ../nbs/04_evaluation.ipynb #c1b60d03
+def _sklearn_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
+    "Each metric in `metrics` by its scikit-learn function, one call each (`proba`'s columns in `classes` order)."
     y_pred = classes[proba.argmax(axis=1)]
-    binary = len(classes) == 2
-    pos = classes[-1]
+    binary, pos = len(classes) == 2, classes[-1]
     out = {}
     for m in metrics:
         if m == "accuracy": v = skm.accuracy_score(y_true, y_pred)
@@ -57,9 +54,7 @@ def compute_metrics(y_true, proba: np.ndarray, classes: Sequence, metrics: Seque
         elif m == "roc_auc":
             v = (skm.roc_auc_score(y_true == pos, proba[:, 1]) if binary
                  else skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
-        elif m == "average_precision":
-            if not binary: raise ValueError("average_precision is defined for binary targets only")
-            v = skm.average_precision_score(y_true == pos, proba[:, 1])
+        elif m == "average_precision": v = skm.average_precision_score(y_true == pos, proba[:, 1])
         elif m == "log_loss": v = skm.log_loss(y_true, proba, labels=classes)
         elif m == "brier":
             v = (skm.brier_score_loss(y_true == pos, proba[:, 1]) if binary
@@ -68,9 +63,53 @@ def compute_metrics(y_true, proba: np.ndarray, classes: Sequence, metrics: Seque
             fn = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}[m]
             v = fn(y_true, y_pred, pos_label=pos, zero_division=0) if binary else fn(y_true, y_pred, average="macro", labels=classes, zero_division=0)
         elif m == "mcc": v = skm.matthews_corrcoef(y_true, y_pred)
-        else: raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS)}")
         out[m] = float(v)
     return out
+
+# %% ../nbs/04_evaluation.ipynb #144f5dd2
+def _zero_division(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    "`numerator / denominator`, 0 where the denominator is 0 (scikit-learn's `zero_division=0`)."
+    out = np.zeros(len(numerator))
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+# %% ../nbs/04_evaluation.ipynb #31802731
+def _label_metrics(counts: np.ndarray) -> dict[str, float]:
+    "The metrics of predicted labels from the confusion matrix (rows: true class, columns: predicted; positive class last when binary)."
+    tp, true, pred = np.diag(counts).astype(float), counts.sum(axis=1, dtype=float), counts.sum(axis=0, dtype=float)
+    precision, recall, f1 = _zero_division(tp, pred), _zero_division(tp, true), _zero_division(2.0 * tp, true + pred)
+    n, correct = true.sum(), tp.sum()
+    cov_ytyp, cov_ypyp, cov_ytyt = correct * n - true @ pred, n**2 - pred @ pred, n**2 - true @ true
+    one = slice(-1, None) if len(tp) == 2 else slice(None)  # binary: the positive class; else every class's mean
+    return {"accuracy": correct / n, "balanced_accuracy": float(np.mean(tp[true > 0] / true[true > 0])),
+            "precision": float(np.mean(precision[one])), "recall": float(np.mean(recall[one])), "f1": float(np.mean(f1[one])),
+            "mcc": 0.0 if cov_ypyp * cov_ytyt == 0 else float(cov_ytyp / np.sqrt(cov_ypyp * cov_ytyt))}
+
+# %% ../nbs/04_evaluation.ipynb #277e9de8
+def _ranking_metrics(positive: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    "ROC AUC and average precision of a binary target from one `roc_curve`; none when a class is missing (scikit-learn says what then)."
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if not n_pos or not n_neg: return {}
+    fpr, tpr, _ = skm.roc_curve(positive, score, drop_intermediate=False)
+    tps, fps = np.rint(tpr[1:] * n_pos), np.rint(fpr[1:] * n_neg)  # each threshold's counts (the first point is no threshold)
+    recall_gain = np.diff(tps / n_pos, prepend=0.0)
+    return {"roc_auc": float(skm.auc(fpr, tpr)), "average_precision": max(0.0, float(np.sum(recall_gain * tps / (tps + fps))))}
+
+# %% ../nbs/04_evaluation.ipynb #dc47b52f
+def compute_metrics(y_true, proba: np.ndarray, classes: Sequence, metrics: Sequence[str] = tuple(METRICS)) -> dict[str, float]:
+    "Each metric in `metrics` from true labels and predicted probabilities (columns in `classes` order)."
+    if unknown := [m for m in metrics if m not in METRICS]: raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+    y_true, classes, proba = np.asarray(y_true), np.asarray(classes), np.asarray(proba, dtype=float)
+    if "average_precision" in metrics and len(classes) != 2: raise ValueError("average_precision is defined for binary targets only")
+    if (coded := _class_codes(y_true, classes)) is None: return _sklearn_metrics(y_true, proba, classes, metrics)
+    codes, classes = coded
+    k = len(classes)
+    counts = np.bincount(codes.astype(np.intp) * k + proba.argmax(axis=1), minlength=k * k).reshape(k, k)
+    values = _label_metrics(counts)
+    if k == 2 and {"roc_auc", "average_precision"} & set(metrics): values |= _ranking_metrics(codes == 1, proba[:, 1])
+    values |= _sklearn_metrics(codes, proba, classes, [m for m in metrics if m not in values])
+    return {m: float(values[m]) for m in metrics}
 
 # %% ../nbs/04_evaluation.ipynb #019a3747
 class MetricsScorer:
