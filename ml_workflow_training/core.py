@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import importlib.metadata as md
 import re
 import signal
@@ -100,16 +101,12 @@ def frozen_heap():
     finally: gc.unfreeze()
 
 # %% ../nbs/00_core.ipynb #3bcd81ae
-_FINAL_COLLECTION = {"skipped": False}
-
-
+@functools.cache  # registered once, so it stays behind the exit handlers registered later
 def skip_final_collection() -> None:
     "Have this process skip the interpreter's last garbage collections when it exits, after every other exit handler (once)."
     import atexit
     import gc
-    if _FINAL_COLLECTION["skipped"]: return  # registered once, so it stays behind the handlers registered later
     atexit.register(gc.freeze)  # exit handlers run last-registered first: this one after those added meanwhile
-    _FINAL_COLLECTION["skipped"] = True
 
 # %% ../nbs/00_core.ipynb #bda80274
 DEFAULT_DB = "data/ml_workflow.db"  # the embedded default, relative to the working directory
