@@ -10,12 +10,11 @@ from sklearn.base import clone
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef
 from sklearn.model_selection import FixedThresholdClassifier, GroupShuffleSplit, StratifiedKFold, train_test_split
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .evaluation import compute_metrics, make_cv, parallel_fits
+from .evaluation import compute_metrics, label_metrics, make_cv, parallel_fits
 from .models import check_target, check_training_folds
 from .specs import CalibrationSpec, ThresholdSpec, ValidationSpec
 
@@ -127,19 +126,13 @@ class ClassifierCalibration:
 # %% ../nbs/06_calibration.ipynb #15bd67fe
 def threshold_curve(y, proba_positive, positive, spec: ThresholdSpec, thresholds=np.linspace(0.01, 0.99, 99)) -> pd.DataFrame:
     "The objective at each threshold, from labels and positive-class probabilities ('cost': minus the mean cost per row)."
-    truth, values = np.asarray(y) == positive, []
-    for t in thresholds:
-        decided = np.asarray(proba_positive) >= t
-        if spec.objective == "cost":
-            fp, fn = np.sum(decided & ~truth), np.sum(~decided & truth)
-            values.append(-(fp * spec.costs["false_positive"] + fn * spec.costs["false_negative"]) / len(truth))
-        else:
-            values.append(_OBJECTIVES[spec.objective](truth, decided))
+    truth, scores = np.asarray(y) == positive, np.asarray(proba_positive)
+    # each threshold's counts from one sort per class: rows of a class at or above it, scores >= t as a decision takes them
+    tp, fp = (side.sum() - np.searchsorted(np.sort(scores[side]), thresholds) for side in (truth, ~truth))
+    fn, tn = truth.sum() - tp, (~truth).sum() - fp
+    if spec.objective == "cost": values = -(fp * spec.costs["false_positive"] + fn * spec.costs["false_negative"]) / len(truth)
+    else: values = [label_metrics(np.array([[n, f], [m, t]]))[spec.objective] for n, f, m, t in zip(tn, fp, fn, tp)]
     return pd.DataFrame({"threshold": thresholds, spec.objective: values})
-
-# %% ../nbs/06_calibration.ipynb #5a522225
-_OBJECTIVES = {"f1": lambda t, d: f1_score(t, d, zero_division=0.0), "balanced_accuracy": balanced_accuracy_score,
-               "mcc": matthews_corrcoef}
 
 # %% ../nbs/06_calibration.ipynb #66f8cfd3
 def choose_threshold(spec: ThresholdSpec, y, proba, classes) -> dict:

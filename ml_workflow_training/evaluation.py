@@ -28,11 +28,12 @@ from .specs import METRICS, ValidationSpec, metrics_for_classes
 
 # %% auto #0
 __all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS', 'PERMUTATION_MIN_ROWS',
-           'FULL_PASS_CELLS', 'STACKED_CELLS', 'compute_metrics', 'MetricsScorer', 'make_cv', 'parallel_fits',
-           'FitCount', 'counting_fits', 'cross_validate_model', 'roc_figure', 'precision_recall_figure',
-           'calibration_figure', 'confusion_figure', 'stratified_positions', 'evaluation_positions',
-           'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget', 'permutation_plan',
-           'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures', 'evaluation_figures']
+           'FULL_PASS_CELLS', 'STACKED_CELLS', 'label_metrics', 'compute_metrics', 'MetricsScorer', 'make_cv',
+           'parallel_fits', 'FitCount', 'counting_fits', 'cross_validate_model', 'roc_figure',
+           'precision_recall_figure', 'calibration_figure', 'confusion_figure', 'stratified_positions',
+           'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget',
+           'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures',
+           'evaluation_figures']
 
 # %% ../nbs/04_evaluation.ipynb #de1664c0
 def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -74,7 +75,7 @@ def _zero_division(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray
     return out
 
 # %% ../nbs/04_evaluation.ipynb #31802731
-def _label_metrics(counts: np.ndarray) -> dict[str, float]:
+def label_metrics(counts: np.ndarray) -> dict[str, float]:
     "The metrics of predicted labels from the confusion matrix (rows: true class, columns: predicted; positive class last when binary)."
     tp, true, pred = np.diag(counts).astype(float), counts.sum(axis=1, dtype=float), counts.sum(axis=0, dtype=float)
     precision, recall, f1 = _zero_division(tp, pred), _zero_division(tp, true), _zero_division(2.0 * tp, true + pred)
@@ -106,7 +107,7 @@ def compute_metrics(y_true, proba: np.ndarray, classes: Sequence, metrics: Seque
     codes, classes = coded
     k = len(classes)
     counts = np.bincount(codes.astype(np.intp) * k + proba.argmax(axis=1), minlength=k * k).reshape(k, k)
-    values = _label_metrics(counts)
+    values = label_metrics(counts)
     if k == 2 and {"roc_auc", "average_precision"} & set(metrics): values |= _ranking_metrics(codes == 1, proba[:, 1])
     values |= _sklearn_metrics(codes, proba, classes, [m for m in metrics if m not in values])
     return {m: float(values[m]) for m in metrics}
