@@ -3,7 +3,8 @@
 
 A holdout run (its table read in the split's order, its importance on a sample) must log, from every entry point,
 the rows and test metrics that scikit-learn's `train_test_split` gives, and a class too rare to split is said before
-any run is recorded. A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
+any run is recorded. A spec file's decision threshold must be the one the API chooses, through every entry point, and the
+registered model must label with it. A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
 where and why, and register nothing; `mlwt-reproduce` must tell a notebook run's unchanged data from changed data.
 Crash safety (signals, kill -9, many at once) is in test_crash_safety.py; typed parameters in test_notebooks.py."""
 import io
@@ -181,6 +182,46 @@ def test_a_holdout_run_logs_train_test_splits_rows_and_the_apis_results_through_
     again = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--tracking-uri", uri, "--quiet"], cwd=workdir,
                            capture_output=True, text=True)  # a new process reads the table in the same order again
     assert again.returncode == 0 and f"reproduced: run {run.info.run_id}, data unchanged" in again.stdout, again.stdout + again.stderr
+
+
+def threshold_spec(uri: str):
+    "The seed's spec, untuned and uncalibrated, choosing the threshold of least cost (a missed positive costs 5 false alarms) out of 3 folds."
+    from ml_workflow_training import ThresholdSpec
+    spec = holdout_spec(uri)
+    return spec.model_copy(update={"threshold": ThresholdSpec(objective="cost", costs={"false_positive": 1, "false_negative": 5}),
+                                   "validation": spec.validation.model_copy(update={"strategy": "both", "cv_folds": 3})})
+
+
+@pytest.fixture(scope="module")
+def threshold_by_api(tmp_path_factory):
+    "The API's run of `threshold_spec` on the seed's database: its chosen threshold (a dict) and its labels for every row."
+    folder = tmp_path_factory.mktemp("threshold_api")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        generate_database("data/ml_workflow.db")
+        api = run_training(threshold_spec(f"sqlite:///{folder}/api.db"), verbose=False)
+        X, _ = load_data(db="data/ml_workflow.db")
+        t = api.threshold["threshold"]
+        assert 0 < t < 0.5 and ((api.pipeline.predict_proba(X)[:, 1] >= 0.5) != api.pipeline.predict(X)).any()  # it moves decisions
+        mlflow.set_tracking_uri(None)
+        return api.threshold, api.pipeline.predict(X)
+
+
+@pytest.mark.parametrize("entry", ["mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_a_spec_files_threshold_is_the_apis_through_every_entry_point_and_the_registered_model_decides_with_it(workdir, entry, threshold_by_api):
+    chosen, labels = threshold_by_api
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    threshold_spec(uri).save(workdir / "holdout.yaml")
+    p = train_through(entry, workdir, uri)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert warning_lines(p.stdout, p.stderr, notebooks=workdir.glob("data/runs/**/*.ipynb")) == [], p.stdout[-2000:] + p.stderr[-2000:]
+    (run,) = trainings(uri)
+    m = run.data.metrics
+    assert m["decision_threshold"] == chosen["threshold"] and m["threshold_cost_per_row"] == pytest.approx(-chosen["value"], rel=1e-12)
+    assert m["threshold_cost_per_row"] < m["threshold_cost_per_row_at_0_5"] and "threshold_test_cost_per_row" in m
+    served = load_model("models:/gradient_boost_v1@staging", tracking_uri=uri)
+    X, _ = load_data(db="data/ml_workflow.db")
+    np.testing.assert_array_equal(served.predict(X), labels)  # the registered model labels with the threshold
 
 
 @pytest.mark.parametrize("entry", ["api", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
