@@ -20,7 +20,7 @@ from .core import InputError, suggest
 from .specs import FeatureGroup, FeatureSpec
 
 # %% auto #0
-__all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'FeatureSpecPipeline']
+__all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'rows_contiguous', 'FeatureSpecPipeline']
 
 # %% ../nbs/02_preprocessing.ipynb #3e270806
 def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
@@ -109,6 +109,14 @@ def group_transformer(group: FeatureGroup, native_categorical: bool = False):
     if not steps: return "passthrough"
     return make_pipeline(*steps) if len(steps) > 1 else steps[0]
 
+# %% ../nbs/02_preprocessing.ipynb #03070839
+def rows_contiguous(frame: pd.DataFrame) -> pd.DataFrame:
+    "`frame` with each row's values next to each other in memory, when it is one block of float64 columns (else as it is)."
+    if frame.shape[1] < 2 or not all(d == np.float64 for d in frame.dtypes): return frame
+    values = frame.to_numpy()
+    if values.flags.c_contiguous: return frame
+    return pd.DataFrame(np.ascontiguousarray(values), index=frame.index, columns=frame.columns, copy=False)
+
 # %% ../nbs/02_preprocessing.ipynb #3945f577
 class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
     "A scikit-learn transformer built from a `FeatureSpec` (the seed's API); pandas in, pandas out."
@@ -143,12 +151,19 @@ class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
         self.column_transformer_.fit(X, y)
         return self
 
-    def transform(self, X) -> pd.DataFrame:
-        "Prepare `X` as fitted; columns missing from `X` are an `InputError`."
+    def _prepare(self, X) -> pd.DataFrame:
         check_is_fitted(self)
         X = self._frame(X, reset=False)
         check_features(X, self._spec(X))
         return self.column_transformer_.transform(X)
+
+    def transform(self, X) -> pd.DataFrame:
+        "Prepare `X` as fitted, its rows contiguous for a model to predict from; columns missing from `X` are an `InputError`."
+        return rows_contiguous(self._prepare(X))
+
+    def fit_transform(self, X, y=None, **fit_params) -> pd.DataFrame:
+        "Fit, then prepare `X` in the layout it comes in: a fit reads columns, and a copy of the training frame would only cost memory."
+        return self.fit(X, y)._prepare(X)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self)
