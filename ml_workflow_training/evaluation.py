@@ -27,10 +27,10 @@ from .models import check_target, check_training_folds
 from .specs import METRICS, ValidationSpec, metrics_for_classes
 
 # %% auto #0
-__all__ = ['CURVE_MARGINS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS', 'PERMUTATION_MIN_ROWS',
-           'FULL_PASS_CELLS', 'STACKED_CELLS', 'label_metrics', 'compute_metrics', 'MetricsScorer', 'make_cv',
-           'parallel_fits', 'FitCount', 'counting_fits', 'cross_validate_model', 'roc_figure',
-           'precision_recall_figure', 'calibration_figure', 'confusion_figure', 'stratified_positions',
+__all__ = ['CURVE_MARGINS', 'PREDICT_BLOCK_ROWS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS',
+           'PERMUTATION_MIN_ROWS', 'FULL_PASS_CELLS', 'STACKED_CELLS', 'label_metrics', 'compute_metrics',
+           'MetricsScorer', 'make_cv', 'parallel_fits', 'FitCount', 'counting_fits', 'cross_validate_model',
+           'roc_figure', 'precision_recall_figure', 'calibration_figure', 'confusion_figure', 'stratified_positions',
            'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget',
            'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures',
            'evaluation_figures']
@@ -323,15 +323,18 @@ class _OneOpenMPThread:
         with self.pools.limit(limits=1, user_api="openmp"): return self.model.predict(X)
 
 # %% ../nbs/04_evaluation.ipynb #65037b52
+PREDICT_BLOCK_ROWS = 50_000  # at most: each block's prepared copies stay a few MB, however large X is
+
 def _on_every_core(method: str, model, X, min_rows: int = 20_000) -> np.ndarray:
-    "`model.<method>(X)` with consecutive row blocks of at least `min_rows` predicted in threads, one per core: the same numbers as one call."
+    "`model.<method>(X)` with consecutive row blocks (`min_rows` to `PREDICT_BLOCK_ROWS`) predicted in threads, one per core: the same numbers as one call."
     import joblib
     n = min(joblib.cpu_count(), len(X) // min_rows)
     if n < 2: return getattr(model, method)(X)
-    one, edges = _OneOpenMPThread(model), np.linspace(0, len(X), n + 1).astype(int)
+    blocks = max(n, -(-len(X) // PREDICT_BLOCK_ROWS))
+    one, edges = _OneOpenMPThread(model), np.linspace(0, len(X), blocks + 1).astype(int)
     with concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="mlwt-predict") as pool:
-        blocks = pool.map(lambda i: getattr(one, method)(take_rows(X, slice(edges[i], edges[i + 1]))), range(n))
-        return np.concatenate(list(blocks))
+        parts = pool.map(lambda i: getattr(one, method)(take_rows(X, slice(edges[i], edges[i + 1]))), range(blocks))
+        return np.concatenate(list(parts))
 
 # %% ../nbs/04_evaluation.ipynb #eb5e9108
 def predict_proba_on_every_core(model, X, min_rows: int = 20_000) -> np.ndarray:

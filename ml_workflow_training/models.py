@@ -194,6 +194,6 @@ def fit_on_shuffled_rows(pipeline, X, y):
     cut = len(X) - n_val
     if not (clf.early_stopping is True or (clf.early_stopping == "auto" and cut > 10_000)): return pipeline.fit(X, y)
     if len(pd.unique(np.asarray(take_rows(y, slice(None, cut))))) < len(pd.unique(np.asarray(y))): return pipeline.fit(X, y)  # a rare class all in the tail
-    Xt = pipeline[:-1].fit(X, y).transform(X)
+    Xt = pipeline[:-1].fit_transform(X, y)  # the fit's layout: no second copy of the training rows
     clf.fit(take_rows(Xt, slice(None, cut)), take_rows(y, slice(None, cut)), X_val=take_rows(Xt, slice(cut, None)), y_val=take_rows(y, slice(cut, None)))
     return pipeline
