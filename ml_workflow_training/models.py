@@ -161,16 +161,17 @@ class HeldOutEarlyStopping(Pipeline):
         "Fit the preprocessor on most of the rows, and the booster on them while it watches the rest."
         X_fit, X_watch, y_fit, y_watch = train_test_split(X, y, test_size=self.validation_fraction, stratify=y, random_state=self.random_state)
         (_, preprocessor), (_, booster) = self.steps
-        eval_set = [(preprocessor.fit(X_fit, y_fit).transform(X_watch), y_watch)]
+        X_train = preprocessor.fit_transform(X_fit, y_fit)  # the fit's layout: no second copy of the training rows
+        eval_set = [(preprocessor.transform(X_watch), y_watch)]
         if hasattr(booster, "get_booster"):  # XGBoost: its early stopping is a parameter; set for this fit only
             booster.set_params(early_stopping_rounds=self.patience)
-            try: booster.fit(preprocessor.transform(X_fit), y_fit, eval_set=eval_set, verbose=False)
+            try: booster.fit(X_train, y_fit, eval_set=eval_set, verbose=False)
             finally: booster.set_params(early_stopping_rounds=None)  # predictions keep using the best iteration it found
         else:
             import lightgbm
             with warnings.catch_warnings():  # 4.7 deprecates eval_set for eval_X/eval_y, which do not encode string labels (tried)
                 warnings.filterwarnings("ignore", message="The argument 'eval_set' is deprecated")
-                booster.fit(preprocessor.transform(X_fit), y_fit, eval_set=eval_set, callbacks=[lightgbm.early_stopping(self.patience, verbose=False)])
+                booster.fit(X_train, y_fit, eval_set=eval_set, callbacks=[lightgbm.early_stopping(self.patience, verbose=False)])
         return self
 
 # %% ../nbs/03_models.ipynb #e66f603c
