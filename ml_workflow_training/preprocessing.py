@@ -152,6 +152,7 @@ class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
         return self
 
     def _prepare(self, X) -> pd.DataFrame:
+        "`X` checked and prepared by the fitted groups, in the layout the column transformer gives."
         check_is_fitted(self)
         X = self._frame(X, reset=False)
         check_features(X, self._spec(X))
@@ -163,7 +164,7 @@ class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None, **fit_params) -> pd.DataFrame:
         "Fit, then prepare `X` in the layout it comes in: a fit reads columns, and a copy of the training frame would only cost memory."
-        return self.fit(X, y)._prepare(X)
+        return self.fit(X, y, **fit_params)._prepare(X)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self)
