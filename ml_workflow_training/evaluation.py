@@ -33,7 +33,7 @@ __all__ = ['CURVE_MARGINS', 'PREDICT_BLOCK_ROWS', 'PERMUTATION_FLOOR_CELLS', 'PE
            'roc_figure', 'precision_recall_figure', 'calibration_figure', 'confusion_figure', 'stratified_positions',
            'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget',
            'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures',
-           'evaluation_figures']
+           'evaluation_figures', 'figure_png']
 
 # %% ../nbs/04_evaluation.ipynb #de1664c0
 def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -450,3 +450,11 @@ def evaluation_figures(estimator, X, y, importance: pd.DataFrame | None = None) 
     "Every figure of a fitted classifier on `(X, y)`, feature importance included."
     if importance is None: importance = feature_importance(estimator, X, y)
     return prediction_figures(y, estimator.predict_proba(X), estimator.classes_, importance)
+
+# %% ../nbs/04_evaluation.ipynb #0f009297
+def figure_png(fig) -> bytes:
+    "The figure rendered once, as PNG bytes: what a run logs and what the training notebook shows."
+    import io
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()

@@ -167,14 +167,12 @@ def show_summary(spec: TrainingSpec, results=None) -> None:
     display(Markdown(summary_markdown(spec, results)), display_id="mlwt-summary", update=results is not None)
 
 # %% ../nbs/10_notebook.ipynb #38052d48
-def show_figures(figures: dict) -> None:
-    "Display each figure as a PNG image, whatever matplotlib backend the kernel has (`MPLBACKEND=Agg` shows no figure otherwise)."
-    import io
+def show_figures(figures: dict, rendered: dict | None = None) -> None:
+    "Display each figure as a PNG image, whatever the kernel's matplotlib backend (`MPLBACKEND=Agg` shows none otherwise): `rendered`'s bytes, as the run logged them, when it has them."
     from IPython.display import Image, display
-    for figure in figures.values():
-        png = io.BytesIO()
-        figure.savefig(png, format="png", bbox_inches="tight", dpi=80)
-        display(Image(png.getvalue()))
+    from ml_workflow_training.evaluation import figure_png
+    rendered = rendered or {}
+    for name, figure in figures.items(): display(Image(rendered.get(name) or figure_png(figure)))
 
 # %% ../nbs/10_notebook.ipynb #30478ace
 RESULT_PREFIX = "mlwt-result: "

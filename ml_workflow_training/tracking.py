@@ -51,8 +51,8 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'save_model_job', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir',
            'registered_files', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
            'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
-           'record_failure', 'log_candidates', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
-           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'record_failure', 'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run',
+           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -865,6 +865,16 @@ def log_candidates(summary: dict, max_runs: int) -> None:
                 mlflow.set_tags({"trial_state": c["state"], "trial_number": str(c["number"])} | ({"error": c["error"][:5000]} if c["error"] else {}))
         finally: mlflow.end_run(TRIAL_STATUS.get(c.get("state"), "FINISHED"))
 
+# %% ../nbs/07_tracking.ipynb #4c3fe1a6
+def log_figures(figures: dict, rendered: dict | None = None, folder: str = "plots") -> None:
+    "Log each figure as `<folder>/<name>.png`, in one upload: its PNG from `rendered` when the run already drew it, else drawn now."
+    import mlflow
+    from ml_workflow_training.evaluation import figure_png
+    rendered = rendered or {}
+    with tempfile.TemporaryDirectory(prefix="mlwt-plots-") as d:
+        for name, fig in figures.items(): Path(d, f"{name}.png").write_bytes(rendered.get(name) or figure_png(fig))
+        mlflow.log_artifacts(d, folder)
+
 # %% ../nbs/07_tracking.ipynb #8a8207b6
 def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     "Log what a run measured (`result`: the workflow's `TrainingResult`): metrics, summaries, tables and figures."
@@ -890,8 +900,7 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     metrics.update({f"duration_{k.replace('-', '_')}_s": v for k, v in durations.items()})
     log_metrics(metrics)
     mlflow.log_text(result.feature_importance.to_csv(index=False), "feature_importance.csv")
-    if spec.mlflow.log_plots:
-        for name, fig in result.figures.items(): mlflow.log_figure(fig, f"plots/{name}.png")
+    if spec.mlflow.log_plots: log_figures(result.figures, getattr(result, "figure_png", None))
     for fig in result.figures.values(): plt.close(fig)
     if result.tuning_summary:
         mlflow.log_dict(result.tuning_summary, "tuning/summary.json")

@@ -25,7 +25,7 @@ from .engine import compute_engine, connect_engine, engine_tags
 from .data import database_url, dataset_fingerprint, load_data, release_freed_memory, safe_url
 from .evaluation import (compute_metrics, counting_fits, cross_validate_model, evaluation_positions, evaluation_sample,
                                              feature_importance, importance_figure, make_cv, permutation_budget, predict_proba_on_every_core,
-                                             prediction_figures, stratified_positions)
+                                             figure_png, prediction_figures, stratified_positions)
 from .models import build_pipeline, check_target, fit_on_shuffled_rows, iterations_used
 from .preprocessing import check_features
 from .specs import (CalibrationSpec, ComputeSpec, DataSpec, ThresholdSpec, FeatureSpec, FeatureStoreSpec, MLflowSpec, ModelSpec,
@@ -50,6 +50,7 @@ class TrainingResult(Mapping):
     calibration_summary: dict | None = field(default=None, repr=False)
     feature_importance: pd.DataFrame | None = field(default=None, repr=False)
     figures: dict = field(default_factory=dict, repr=False)
+    figure_png: dict = field(default_factory=dict, repr=False)  # the figures as the run logged them, rendered once (a tracked run's)
     threshold: dict | None = field(default=None, repr=False)  # the decision threshold chosen, with its objective curve
     iterations_used: int | None = None  # boosting iterations the refit model kept (fewer than allowed when it stopped early)
     data_fingerprint: dict = field(default_factory=dict, repr=False)
@@ -183,6 +184,12 @@ def _decide(spec: TrainingSpec, r: TrainingResult, X, y, step) -> None:
         name, sign = ("cost per row", -1) if t["objective"] == "cost" else (t["objective"], 1)
         note["text"] = f"{name} {sign * t['value']:.4f} at {t['threshold']:.2f} ({sign * t['value_at_half']:.4f} at 0.5), out-of-fold"
 
+# %% ../nbs/08_workflow.ipynb #93ff664b
+def _render_figures(spec: TrainingSpec, r: TrainingResult) -> None:
+    "Render each figure not yet rendered to the PNG the run will log (only when the run logs its figures)."
+    if spec.mlflow.enabled and spec.mlflow.log_plots:
+        r.figure_png.update({name: figure_png(fig) for name, fig in r.figures.items() if name not in r.figure_png})
+
 # %% ../nbs/08_workflow.ipynb #ede3b278
 def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step) -> np.ndarray | None:
     "Test metrics, feature importance and figures, on the test set or else from out-of-fold predictions; the test probabilities."
@@ -206,8 +213,10 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
             fig_proba, fig_y = evaluation_sample(p["proba"], p["y"], n, seed)  # the probabilities' rows, with their labels
             figure_data = (fig_y, fig_proba, p["classes"])
         r.figures = prediction_figures(*figure_data)
+        _render_figures(spec, r)  # while the importance predicts
         r.feature_importance = importance.result()
         r.figures["feature_importance"] = importance_figure(r.feature_importance)
+        _render_figures(spec, r)
     return proba
 
 # %% ../nbs/08_workflow.ipynb #062f134d
@@ -240,6 +249,7 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
         if test_proba is not None:  # the objective on the test set, at the chosen threshold
             r.threshold["test_value"] = float(threshold_curve(y_test, test_proba[:, 1], r.threshold["positive"], spec.threshold,
                                                               [r.threshold["threshold"]])[spec.threshold.objective].iloc[0])
+    _render_figures(spec, r)  # the study's and the threshold's
     return r
 
 # %% ../nbs/08_workflow.ipynb #29a2b3f4

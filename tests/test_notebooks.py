@@ -1,4 +1,5 @@
 """Parameterized training notebooks: papermill CLI and API, package CLI, bad input, concurrent sweeps, kernels."""
+import base64
 import json
 import subprocess
 import sys
@@ -84,6 +85,9 @@ def test_package_cli_logs_executed_notebook_and_html(workdir):
     summary = next(o for o in outputs if o.output_type == "display_data").data["text/markdown"]  # the first screen, filled in
     assert "**Cross-validated**" in summary and "accuracy 0." in summary and "±" in summary and "**Registry**" in summary
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # all five figures
+    plots = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots", tracking_uri=uri))
+    shown = {base64.b64decode(o["data"]["image/png"]) for o in outputs if "image/png" in o.get("data", {})}
+    assert shown == {p.read_bytes() for p in plots.iterdir()}  # the notebook shows the very PNGs the run logged
     html = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notebook/cli.html", tracking_uri=uri)).read_text()
     assert "**Registry**" not in html and "Registry" in html and "_baseline" not in html and "spec_from_notebook" not in html
     copied = subprocess.run([str(BIN / "mlwt-notebook"), "copy", "mine.ipynb"], cwd=workdir, capture_output=True, text=True)

@@ -4,6 +4,7 @@ import re
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -56,6 +57,9 @@ def test_seed_workflow_example_end_to_end(workdir, capsys):
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"spec.yaml", "feature_importance.csv", "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png",
             "plots/confusion_matrix.png", "plots/feature_importance.png", "model_card.md", "versions.json"} <= artifacts
+    plots = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots"))
+    assert sorted(results.figure_png) == sorted(results["figures"])  # each figure rendered during the run, once
+    assert {p.stem: p.read_bytes() for p in plots.iterdir()} == results.figure_png  # and logged as those very bytes
     assert TrainingSpec.from_yaml(mlflow.artifacts.load_text(f"runs:/{run_id}/spec.yaml")).spec_hash() == results["spec_hash"]
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(children) == 6
