@@ -76,7 +76,7 @@ def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
     train = run_plain(fresh, ["mlwt-train", "--spec", "small.yaml", "--quiet"], work, home)
     assert train.returncode == 0 and "registered gradient_boost_v1 version 1 as @staging" in train.stdout, train.stdout + train.stderr
     nb = run_plain(fresh, ["mlwt-notebook", "run", "-p", "tuning", "false", "-p", "calibration", "false", "-p", "n_estimators", "10",
-                           "-o", "data/runs/plain.ipynb"], work, home)
+                           "-p", "threshold", "balanced_accuracy", "-o", "data/runs/plain.ipynb"], work, home)
     assert nb.returncode == 0, nb.stderr[-3000:]
     assert (work / "data" / "runs" / "plain.ipynb").exists() and "model version 2" in nb.stdout
     # no warning line from a dependency (MLflow's integer hint, urllib3's SOCKS line, ...) on a plain install either
@@ -85,8 +85,12 @@ def test_plain_install_imports_trains_and_runs_the_notebook(fresh, tmp_path):
         "import mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); e = c.get_experiment_by_name('production_models');"
         "runs = c.search_runs([e.experiment_id]); print(sorted(r.info.status for r in runs));"
         "print(sorted(r.data.tags['model.saved_by'] for r in runs));"
-        "print(sorted(a.path for r in runs for a in c.list_artifacts(r.info.run_id, 'notebook')))")], work, home)
+        "print(sorted(a.path for r in runs for a in c.list_artifacts(r.info.run_id, 'notebook')));"
+        "print(sorted(k for r in runs for k in r.data.metrics if k.startswith('threshold_')))")], work, home)
     assert check.returncode == 0 and "['FINISHED', 'FINISHED']" in check.stdout and "notebook/plain.html" in check.stdout, check.stderr
+    # the notebook's threshold, a papermill string, chose the decision the model it registered labels with (its own cell checks
+    # the model loaded back labels as the trained one does), on the plain install too
+    assert "['threshold_balanced_accuracy', 'threshold_balanced_accuracy_at_0_5']" in check.stdout, check.stdout
     # the serial spec's model was written by a process of the plain install's Python, the notebook's (parallel) by a thread
     assert "['a process of its own', 'a thread, beside the run']" in check.stdout, check.stdout
 
