@@ -939,8 +939,9 @@ def model_card(spec: TrainingSpec, result, fingerprint: dict, class_counts: dict
 # %% ../nbs/07_tracking.ipynb #a008b89d
 def refuse_active_run() -> None:
     "`TrackingError` when this thread already has an active MLflow run: MLflow would refuse to open the training's run, after the training."
-    mlflow = sys.modules.get("mlflow")  # not imported: no run can be active
-    active = mlflow.active_run() if mlflow is not None else None
+    if "mlflow" not in sys.modules: return  # not imported: no run can be active
+    import mlflow  # another thread may be importing it (a run opening beside this one): this waits until it is whole
+    active = mlflow.active_run()
     if active is not None:
         raise TrackingError(f"MLflow run {active.info.run_id} is already active in this thread: end it (mlflow.end_run()) before "
                             "training; a training opens its own run (parent_run_id nests it under another)")

@@ -297,6 +297,26 @@ def test_workflow_without_tracking_never_imports_mlflow(workdir):
     assert out.stdout.strip() == "[]"
 
 
+def test_two_trainings_started_together_in_threads_of_one_process_each_log_and_register(workdir):
+    "A second run's start must not meet MLflow half imported by the first run's opening thread (it raised AttributeError)."
+    import subprocess, sys
+    code = ("import concurrent.futures\n"
+            "from ml_workflow_training import FeatureSpecBuilder, MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, ValidationSpec, run_training\n"
+            "def spec(name): return TrainingSpec(features=FeatureSpecBuilder().add_numeric_group([f'feature_{i}' for i in range(20)]).build(),\n"
+            "    model=ModelSpecBuilder().add_classifier(name, hyperparameters={'n_estimators': 10}).build()[0],\n"
+            "    validation=ValidationSpec(strategy='holdout'),\n"
+            "    mlflow=MLflowSpecBuilder().enable().set_experiment('threads').enable_model_registry().build())\n"
+            "with concurrent.futures.ThreadPoolExecutor(2) as pool:\n"
+            "    results = list(pool.map(lambda name: run_training(spec(name), verbose=False), ['model_a', 'model_b']))\n"
+            "print(sorted((r.model_version, r.registration) for r in results))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)  # a new process: MLflow not yet imported
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("threads").experiment_id])
+    assert sorted((r.info.status, r.data.tags["registered"]) for r in runs) == [("FINISHED", "true")] * 2
+    assert {client.get_model_version_by_alias(name, "staging").run_id for name in ("model_a", "model_b")} == {r.info.run_id for r in runs}
+
+
 @pytest.mark.parametrize("n_classes", [3, 5])
 def test_multiclass_with_the_default_spec_trains_registers_and_serves(workdir, n_classes):
     "The seed's default spec on a 3- and a 5-class table: metrics, figures, registry and the loaded model (issue: multiclass)."
