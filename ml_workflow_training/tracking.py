@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import random
 import shutil
 import socket
@@ -41,18 +42,19 @@ from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 
 # %% auto #0
 __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'SOCKS_HINT',
-           'NOLOAD_DEPRECATION', 'DEPENDENCY_NOISE', 'REVIEWED_SKOPS_TYPES', 'MODEL_HASH_TAG', 'TRIAL_STATUS',
-           'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri', 'with_busy_timeout', 'store_error',
-           'check_store', 'existing_store', 'store_lock', 'new_store_from_template', 'open_experiment', 'flatten',
-           'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics', 'library_versions', 'git_commit',
-           'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry', 'retry_write_conflicts', 'log_dataset',
-           'skops_trusted_types', 'model_input_frame', 'pip_requirements', 'served_output', 'ProbabilityModel',
-           'save_skops', 'quick_lock_turns', 'in_background', 'warm_up_model_logging', 'write_model_folder',
-           'save_model_job', 'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir',
-           'registered_files', 'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name',
-           'challenge_decision', 'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs',
-           'record_failure', 'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run',
-           'RunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'NOLOAD_DEPRECATION', 'ANY_TYPE_HINT', 'DEPENDENCY_NOISE', 'COLOUR_CODE', 'REVIEWED_SKOPS_TYPES',
+           'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri',
+           'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template',
+           'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics',
+           'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry',
+           'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
+           'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
+           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
+           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
+           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
+           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_figures',
+           'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
+           'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -280,17 +282,20 @@ def git_commit(path: str | Path = ".") -> str | None:
 INTEGER_HINT = "Hint: Inferred schema contains integer column"
 SOCKS_HINT = "SOCKS support in urllib3 requires"
 NOLOAD_DEPRECATION = "The ``noload`` loader strategy is deprecated"
+ANY_TYPE_HINT = "Any type hint is inferred as AnyType"
 DEPENDENCY_NOISE = (  # (message, category, module): lines from dependencies that their users can do nothing about
     (INTEGER_HINT, UserWarning, "mlflow"),  # model inputs are cast to float, and a target has no missing labels
     (SOCKS_HINT, Warning, "urllib3"),  # no SOCKS proxy is used; requests hides it too, but see below
     (NOLOAD_DEPRECATION, DeprecationWarning, "mlflow"),  # SQLAlchemy 2.1 on MLflow's store models, as their module is imported
+    (ANY_TYPE_HINT, UserWarning, "mlflow"),  # MLflow's agent schemas, built as mlflow.types.responses is imported
 )
+COLOUR_CODE = r"\x1b\[[0-9;]*m"  # MLflow colours some warnings: the text begins after it
 
 
 def _is_dependency_noise(message, category: type, filename: str) -> bool:
-    "Whether a warning is one of `DEPENDENCY_NOISE`: how its message begins, its category, a file in its module's package."
-    parts = Path(filename).parts
-    return any(str(message).startswith(text) and issubclass(category, kind) and module in parts for text, kind, module in DEPENDENCY_NOISE)
+    "Whether a warning is one of `DEPENDENCY_NOISE`: how its message begins (past any colour code), its category, a file in its module's package."
+    parts, text_of = Path(filename).parts, re.sub(COLOUR_CODE, "", str(message))
+    return any(text_of.startswith(text) and issubclass(category, kind) and module in parts for text, kind, module in DEPENDENCY_NOISE)
 
 # %% ../nbs/07_tracking.ipynb #44688b47
 def _showwarning_but_noise(show: Callable) -> Callable:
@@ -308,7 +313,7 @@ def hide_dependency_noise() -> None:
     # another thread set meanwhile: ours around a call (seen: one integer hint in a benchmark's log), or the one that
     # requests sets as the run's opening thread imports it, just before urllib3 warns (seen: the SOCKS line in a run)
     for message, category, module in DEPENDENCY_NOISE:
-        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+        warnings.filterwarnings("ignore", message=f"(?:{COLOUR_CODE})?{re.escape(message)}", category=category, module=module)
     # nor is a filter enough while another thread is inside `catch_warnings` with "always" first in the list (pandas'
     # `pandas_dtype`, for DeprecationWarning, on every call): seen, SQLAlchemy's noload line as the opening thread opened
     # an SQLite store during the fit. A warning is shown through `warnings.showwarning`, which such a block leaves in place
