@@ -216,7 +216,6 @@ def _evaluate(spec: TrainingSpec, r: TrainingResult, X, y, X_test, y_test, step)
         _render_figures(spec, r)  # while the importance predicts
         r.feature_importance = importance.result()
         r.figures["feature_importance"] = importance_figure(r.feature_importance)
-        _render_figures(spec, r)
     return proba
 
 # %% ../nbs/08_workflow.ipynb #062f134d
@@ -249,7 +248,7 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
         if test_proba is not None:  # the objective on the test set, at the chosen threshold
             r.threshold["test_value"] = float(threshold_curve(y_test, test_proba[:, 1], r.threshold["positive"], spec.threshold,
                                                               [r.threshold["threshold"]])[spec.threshold.objective].iloc[0])
-    _render_figures(spec, r)  # the study's and the threshold's
+    _render_figures(spec, r)  # the rest: importance's, the study's and the threshold's
     return r
 
 # %% ../nbs/08_workflow.ipynb #29a2b3f4
