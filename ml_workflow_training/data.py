@@ -22,7 +22,8 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, sugges
 # %% auto #0
 __all__ = ['METADATA_TABLE', 'STABLE_SCAN', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path',
            'safe_url', 'database_errors', 'open_database', 'logical_type', 'read_metadata', 'generate_database',
-           'release_freed_memory', 'reorder_columns', 'load_data', 'feature_frame', 'dataset_fingerprint']
+           'release_freed_memory', 'reorder_columns', 'readable_relations', 'typed_by_values', 'load_data',
+           'feature_frame', 'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
 METADATA_TABLE = "datasets_metadata"  # one row per generated dataset
@@ -394,6 +395,7 @@ def _row_ranges(conn, table: sa.Table, stmt, n_rows: int, limited: bool) -> list
     # searching it, where min and max together, or CASE sums, scan the whole table (1M rows: 170 ms and 210 ms, against 0 and 2 x 55)
     try: lo, hi = each(sa.select(sa.func.min(rowid)), sa.select(sa.func.max(rowid)))
     except sa.exc.DBAPIError: return whole  # a WITHOUT ROWID table
+    if lo is None or hi is None: return whole  # a view: its rows have no rowid (SQLite says NULL)
     edges = [int(e) for e in np.linspace(lo - 1, hi, parts + 1).round()]
     ranges = list(zip(edges[:-1], edges[1:]))
     counts = each(*[sa.select(sa.func.count()).where(rowid > a, rowid <= b) for a, b in ranges])
@@ -472,8 +474,25 @@ def reorder_columns(columns: dict[str, Any], order: np.ndarray) -> None:
         if isinstance(values, np.ndarray) and values.flags.writeable: values[:] = values[order]  # the float block's rows too: never held twice
         else: columns[c] = values[order]  # extension arrays, and Arrow's read-only memory (untyped columns)
 
+# %% ../nbs/00_data.ipynb #3cd0d56b
+def readable_relations(inspector) -> tuple[list[str], list[str]]:
+    "The tables, and the views (materialized ones too, where the database has them), that `load_data` reads: (tables, views)."
+    views = list(inspector.get_view_names())
+    with contextlib.suppress(NotImplementedError): views += inspector.get_materialized_view_names()  # PostgreSQL's
+    return list(inspector.get_table_names()), views
+
+# %% ../nbs/00_data.ipynb #38331b7a
+def typed_by_values(values):
+    "An untyped column typed by what it holds: whole numbers int64 (Int64 with gaps), numbers float64, text category; else as it is."
+    s = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    kind, gaps = pd.api.types.infer_dtype(s, skipna=True), s.isna().any()
+    if kind == "integer": return s.astype("Int64").array if gaps else s.astype(np.int64).to_numpy()
+    if kind in ("floating", "mixed-integer-float", "decimal"): return s.astype(np.float64).to_numpy()
+    if kind == "string": return pd.Categorical(s, categories=sorted(s.dropna().unique(), key=str))
+    return values
+
 # %% ../nbs/00_data.ipynb #cec98e4c
-def load_data(name: str = DEFAULT_TABLE,  # table to read
+def load_data(name: str = DEFAULT_TABLE,  # table or view to read
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
               columns: Sequence[str] | None = None,  # feature columns; default: all features
@@ -482,7 +501,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
               reader: str = "auto",  # 'arrow' (connectorx: SQLite, PostgreSQL), 'sqlalchemy' (any database), 'auto': arrow where it can
               row_order: Callable[[pd.Series], Sequence[int]] | None = None,  # from the labels, the order of the rows (a permutation)
              ) -> tuple[pd.DataFrame, pd.Series]:
-    "Load table `name` from `db` as features `X` and labels `y`, keeping column types."
+    "Load table (or view) `name` from `db` as features `X` and labels `y`, keeping column types."
     check_identifier(name, "table")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be a positive integer or None, got {limit!r}")
@@ -491,10 +510,10 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
     source = _arrow_source(url) if reader != "sqlalchemy" else None
     if reader == "arrow" and source is None: raise DataError(f"reader 'arrow' reads SQLite files and PostgreSQL, not {safe_url(url)}")
     with database_errors(db, "read") as engine, engine.connect() as conn:
-        tables = sa.inspect(conn).get_table_names()
-        if name not in tables:
-            raise DataError(f"unknown table {name!r} in {safe_url(url)}.{suggest(name, tables)} "
-                            f"Tables: {sorted(t for t in tables if t != METADATA_TABLE)}")
+        tables, views = readable_relations(sa.inspect(conn))
+        if name not in tables + views:
+            known = sorted(t for t in tables + views if t != METADATA_TABLE)
+            raise DataError(f"unknown table {name!r} in {safe_url(url)}.{suggest(name, known)} Tables and views: {known}")
         table = sa.Table(name, sa.MetaData(), autoload_with=conn)
         meta = read_metadata(engine, name) if METADATA_TABLE in tables else None
         types = ({s["name"]: s["type"] for s in meta["schema"]} if meta
@@ -506,10 +525,17 @@ def load_data(name: str = DEFAULT_TABLE,  # table to read
         if n == 0: raise DataError(f"table {name!r} is empty: there is nothing to train on")
         selected = features + [target]
         stmt = sa.select(*[table.c[c] for c in selected]).limit(n)
+        untyped = [c for c in selected if isinstance(table.c[c].type, sa.types.NullType)]  # declared with no type
+        if untyped and source is not None and conn.dialect.name == "sqlite":  # Arrow would type them by their first value
+            if reader == "arrow":
+                raise DataError(f"column {untyped[0]!r} of {name!r} has no SQLite type (a view's expression, or a column declared "
+                                "without one): reader 'arrow' cannot read it; use reader='auto' or 'sqlalchemy'")
+            source = None
         if source is not None: data = _read_arrow(source, _row_ranges(conn, table, stmt, n, limit is not None), engine.dialect, selected, types)
         else:
             if conn.dialect.name == "postgresql": conn.exec_driver_sql(f"SET LOCAL {STABLE_SCAN} = off")  # see _arrow_source
             data = _read_chunks(conn, stmt, selected, types, n, chunk_size)
+    for c in untyped: data[c] = typed_by_values(data[c])
     index = None
     if row_order is not None:  # outside the connection: its errors are the caller's, not the database's
         index = pd.Index(_row_permutation(row_order(pd.Series(data[target], name=target)), len(data[target])))

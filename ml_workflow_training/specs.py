@@ -565,7 +565,7 @@ class DataSpec(Spec):
     db: str = DEFAULT_DB
     "an SQLite file path or any SQLAlchemy URL"
     table: str = DEFAULT_TABLE
-    "the table to read"
+    "the table or view to read"
     target: str = "target"
     "the label column"
     columns: tuple[str, ...] | None = None

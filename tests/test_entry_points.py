@@ -4,7 +4,7 @@
 A holdout run (its table read in the split's order, its importance on a sample) must log, from every entry point,
 the rows and test metrics that scikit-learn's `train_test_split` gives, and a class too rare to split is said before
 any run is recorded. A spec file's decision threshold must be the one the API chooses, through every entry point, and the
-registered model must label with it. A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
+registered model must label with it, also when the table is read through a view. A failure after the run opened (a 3-class table with a binary-only loss fails at refit) must end FAILED, say
 where and why, and register nothing; `mlwt-reproduce` must tell a notebook run's unchanged data from changed data.
 Crash safety (signals, kill -9, many at once) is in test_crash_safety.py; typed parameters in test_notebooks.py."""
 import io
@@ -207,11 +207,21 @@ def threshold_by_api(tmp_path_factory):
         return api.threshold, api.pipeline.predict(X)
 
 
+def seed_view(db: str = "data/ml_workflow.db") -> str:
+    "A view of the seed's table whose first column is computed (`feature_0 + 0`: SQLite gives it no type), holding the same values; its name."
+    X, y = load_data(db=db)
+    columns = ", ".join(["feature_0 + 0 AS feature_0", *X.columns[1:], y.name])
+    with sqlite3.connect(db) as con: con.execute(f"CREATE VIEW seed_view AS SELECT {columns} FROM classification_data")
+    return "seed_view"
+
+
 @pytest.mark.parametrize("entry", ["mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
 def test_a_spec_files_threshold_is_the_apis_through_every_entry_point_and_the_registered_model_decides_with_it(workdir, entry, threshold_by_api):
+    "Through every entry point, read from a view of the API's table (a computed column typed by its values): the same threshold and labels."
     chosen, labels = threshold_by_api
     uri = f"sqlite:///{workdir}/mlflow.db"
-    threshold_spec(uri).save(workdir / "holdout.yaml")
+    spec = threshold_spec(uri)
+    spec.model_copy(update={"data": spec.data.model_copy(update={"table": seed_view()})}).save(workdir / "holdout.yaml")
     p = train_through(entry, workdir, uri)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert warning_lines(p.stdout, p.stderr, notebooks=workdir.glob("data/runs/**/*.ipynb")) == [], p.stdout[-2000:] + p.stderr[-2000:]

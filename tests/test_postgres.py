@@ -65,6 +65,28 @@ def test_a_large_postgres_table_loads_in_the_same_order_whatever_scanned_it_befo
     engine.dispose()
 
 
+def test_postgres_views_and_materialized_views_load_as_their_table_does(postgres_url):
+    "A view (a computed column typed by PostgreSQL) and a materialized view read like the table, by either reader."
+    import sqlalchemy as sa
+    generate_database(postgres_url, table="base", n_samples=2000, n_categorical=1, missing_rate=0.05)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE VIEW base_view AS SELECT *, feature_0 * 2 AS doubled FROM base"))
+        conn.execute(sa.text("CREATE MATERIALIZED VIEW base_frozen AS SELECT * FROM base"))
+    engine.dispose()
+    columns = [f"feature_{i}" for i in range(20)] + ["category_0"]
+    X, y = load_data("base", db=postgres_url, reader="sqlalchemy")
+    for name in ("base_view", "base_frozen"):
+        for reader in ("arrow", "sqlalchemy"):
+            Xv, yv = load_data(name, db=postgres_url, columns=columns, reader=reader)
+            pd.testing.assert_frame_equal(Xv, X[columns], obj=f"{name} by {reader}")
+            pd.testing.assert_series_equal(yv, y)
+    doubled = load_data("base_view", db=postgres_url, columns=["doubled"])[0]["doubled"]
+    pd.testing.assert_series_equal(doubled, X["feature_0"] * 2, check_names=False)
+    with pytest.raises(DataError, match=r"Tables and views: \[.*'base_frozen', 'base_view'"):
+        load_data("nothing", db=postgres_url)
+
+
 def test_postgres_bad_input(postgres_url):
     generate_database(postgres_url, table="small", n_samples=50)
     with pytest.raises(DataError, match="unknown table 'smal'.* Did you mean 'small'"):
