@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'frozen_heap', 'skip_final_collection', 'check_identifier', 'suggest', 'fold_problem', 'mean_std',
-           'take_rows', 'package_version', 'command_parser', 'add_option', 'run_command']
+           'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'suggest', 'fold_problem',
+           'mean_std', 'take_rows', 'package_version', 'command_parser', 'add_option', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -120,6 +120,17 @@ def check_identifier(name: Any, what: str = "name") -> str:
         raise DataError(f"{what} {name!r} is not a plain identifier: use letters, digits and "
                         "underscores, not starting with a digit")
     return name
+
+# %% ../nbs/00_core.ipynb #ff231692
+def split_table_name(name: Any, what: str = "table") -> tuple[str | None, str]:
+    "(schema, table) of `name`, a plain identifier or `schema.table` of two (schema None without one), else `DataError`."
+    if isinstance(name, str) and name.count(".") == 1 and all(_IDENTIFIER.match(part) for part in name.split(".")):
+        schema, table = name.split(".")
+        return schema, table
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise DataError(f"{what} {name!r} is not a plain identifier or schema.table: use letters, digits and "
+                        "underscores, not starting with a digit")
+    return None, name
 
 # %% ../nbs/00_core.ipynb #79952d8d
 def suggest(name: str, choices: Sequence[str]) -> str:

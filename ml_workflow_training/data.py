@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, suggest
+from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, split_table_name, suggest
 
 # %% auto #0
 __all__ = ['METADATA_TABLE', 'STABLE_SCAN', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path',
@@ -475,11 +475,11 @@ def reorder_columns(columns: dict[str, Any], order: np.ndarray) -> None:
         else: columns[c] = values[order]  # extension arrays, and Arrow's read-only memory (untyped columns)
 
 # %% ../nbs/00_data.ipynb #3cd0d56b
-def readable_relations(inspector) -> tuple[list[str], list[str]]:
-    "The tables, and the views (materialized ones too, where the database has them), that `load_data` reads: (tables, views)."
-    views = list(inspector.get_view_names())
-    with contextlib.suppress(NotImplementedError): views += inspector.get_materialized_view_names()  # PostgreSQL's
-    return list(inspector.get_table_names()), views
+def readable_relations(inspector, schema: str | None = None) -> tuple[list[str], list[str]]:
+    "The tables, and the views (materialized ones too, where the database has them), of `schema` (default: the default one) that `load_data` reads: (tables, views)."
+    views = list(inspector.get_view_names(schema=schema))
+    with contextlib.suppress(NotImplementedError): views += inspector.get_materialized_view_names(schema=schema)  # PostgreSQL's
+    return list(inspector.get_table_names(schema=schema)), views
 
 # %% ../nbs/00_data.ipynb #38331b7a
 def typed_by_values(values):
@@ -492,7 +492,7 @@ def typed_by_values(values):
     return values
 
 # %% ../nbs/00_data.ipynb #cec98e4c
-def load_data(name: str = DEFAULT_TABLE,  # table or view to read
+def load_data(name: str = DEFAULT_TABLE,  # table or view to read (`schema.table` in another schema)
               db: str | Path = DEFAULT_DB,  # SQLite path or any SQLAlchemy URL
               target: str | None = None,  # label column; default: the metadata's target, else 'target'
               columns: Sequence[str] | None = None,  # feature columns; default: all features
@@ -502,7 +502,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table or view to read
               row_order: Callable[[pd.Series], Sequence[int]] | None = None,  # from the labels, the order of the rows (a permutation)
              ) -> tuple[pd.DataFrame, pd.Series]:
     "Load table (or view) `name` from `db` as features `X` and labels `y`, keeping column types."
-    check_identifier(name, "table")
+    schema, relation = split_table_name(name)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be a positive integer or None, got {limit!r}")
     if reader not in ("auto", "arrow", "sqlalchemy"): raise DataError(f"reader must be 'auto', 'arrow' or 'sqlalchemy', got {reader!r}")
@@ -510,12 +510,16 @@ def load_data(name: str = DEFAULT_TABLE,  # table or view to read
     source = _arrow_source(url) if reader != "sqlalchemy" else None
     if reader == "arrow" and source is None: raise DataError(f"reader 'arrow' reads SQLite files and PostgreSQL, not {safe_url(url)}")
     with database_errors(db, "read") as engine, engine.connect() as conn:
-        tables, views = readable_relations(sa.inspect(conn))
-        if name not in tables + views:
-            known = sorted(t for t in tables + views if t != METADATA_TABLE)
+        inspector = sa.inspect(conn)
+        in_default = schema is None or schema == inspector.default_schema_name  # where the generator's metadata table is
+        if schema is not None and schema not in (schemas := inspector.get_schema_names()):
+            raise DataError(f"unknown schema {schema!r} in {safe_url(url)}.{suggest(schema, schemas)} Schemas: {sorted(schemas)}")
+        tables, views = readable_relations(inspector, schema)
+        if relation not in tables + views:
+            known = sorted(("" if schema is None else f"{schema}.") + t for t in tables + views if t != METADATA_TABLE)
             raise DataError(f"unknown table {name!r} in {safe_url(url)}.{suggest(name, known)} Tables and views: {known}")
-        table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-        meta = read_metadata(engine, name) if METADATA_TABLE in tables else None
+        table = sa.Table(relation, sa.MetaData(), schema=schema, autoload_with=conn)
+        meta = read_metadata(engine, relation) if in_default and METADATA_TABLE in inspector.get_table_names() else None
         types = ({s["name"]: s["type"] for s in meta["schema"]} if meta
                  else {c.name: _sql_logical_type(c.type) for c in table.columns})
         target = target or (meta["target"] if meta else "target")

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identifier, fold_problem, suggest
+from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identifier, fold_problem, split_table_name, suggest
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -532,10 +532,11 @@ class MLflowSpec(Spec):
 
 # %% ../nbs/01_specs.ipynb #994dfdf4
 def _identifier(value: str | None, what: str) -> str | None:
-    "`check_identifier` as a field validator: Pydantic reports a plain `ValueError` with the field's path."
+    "`check_identifier` as a field validator (`split_table_name` for a table): Pydantic reports a plain `ValueError` with the field's path."
     if value is None: return value
-    try: return check_identifier(value, what)
+    try: (split_table_name if what == "table" else check_identifier)(value, what)
     except DataError as e: raise ValueError(str(e)) from None
+    return value
 
 # %% ../nbs/01_specs.ipynb #e06f1116
 class FeatureStoreSpec(Spec):

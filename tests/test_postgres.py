@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from conftest import free_port
+from conftest import BIN, free_port
 from ml_workflow_training import DataError, dataset_fingerprint, generate_database, load_data
 
 
@@ -85,6 +85,39 @@ def test_postgres_views_and_materialized_views_load_as_their_table_does(postgres
     pd.testing.assert_series_equal(doubled, X["feature_0"] * 2, check_names=False)
     with pytest.raises(DataError, match=r"Tables and views: \[.*'base_frozen', 'base_view'"):
         load_data("nothing", db=postgres_url)
+
+
+def test_a_table_and_a_view_in_another_schema_load_and_train_as_schema_table(postgres_url, tmp_path):
+    "`analytics.orders` (and a view beside it) read like the table they copy; `mlwt-train` writes a spec for one and trains and registers it."
+    import subprocess
+    import sqlalchemy as sa
+    generate_database(postgres_url, table="home", n_samples=1500, n_categorical=1, missing_rate=0.05)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA analytics"))
+        conn.execute(sa.text("CREATE TABLE analytics.orders AS SELECT * FROM home"))
+        conn.execute(sa.text("CREATE VIEW analytics.recent AS SELECT * FROM analytics.orders"))
+    engine.dispose()
+    X, y = load_data("home", db=postgres_url, reader="sqlalchemy")
+    pd.testing.assert_frame_equal(load_data("public.home", db=postgres_url)[0], X)  # the default schema, named: its metadata too
+    for name in ("analytics.orders", "analytics.recent"):
+        for reader in ("arrow", "sqlalchemy"):
+            Xs, ys = load_data(name, db=postgres_url, columns=list(X.columns), reader=reader)
+            pd.testing.assert_frame_equal(Xs, X, obj=f"{name} by {reader}")
+            pd.testing.assert_series_equal(ys, y)
+    with pytest.raises(DataError, match=r"unknown table 'analytics.order'.* Did you mean 'analytics.orders'\? Tables and views: \['analytics.orders', 'analytics.recent'\]"):
+        load_data("analytics.order", db=postgres_url)
+    with pytest.raises(DataError, match="unknown schema 'analytic'.* Did you mean 'analytics'"):
+        load_data("analytic.orders", db=postgres_url)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cmd = lambda *args: subprocess.run([str(BIN / "mlwt-train"), *args], cwd=tmp_path, capture_output=True, text=True)
+    wrote = cmd("--write-default", "orders.yaml", "--db", postgres_url, "--table", "analytics.orders")
+    assert wrote.returncode == 0, wrote.stderr
+    spec = (tmp_path / "orders.yaml").read_text().replace("tracking_uri: sqlite:///mlflow.db", f"tracking_uri: {uri}")
+    (tmp_path / "orders.yaml").write_text(spec.replace("strategy: cross_validation", "strategy: holdout"))
+    trained = cmd("--spec", "orders.yaml", "--quiet")
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+    assert "registered analytics.orders_blend version 1 as @staging" in trained.stdout, trained.stdout
 
 
 def test_postgres_bad_input(postgres_url):
