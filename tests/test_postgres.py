@@ -65,22 +65,31 @@ def test_a_large_postgres_table_loads_in_the_same_order_whatever_scanned_it_befo
     engine.dispose()
 
 
-def test_postgres_views_and_materialized_views_load_as_their_table_does(postgres_url):
-    "A view (a computed column typed by PostgreSQL) and a materialized view read like the table, by either reader."
+def table_and_copies(postgres_url, table: str, copies: list[str]):
+    "Generate `table` on the server, run the statements that copy it (views, tables), and return it as the SQLAlchemy stream reads it."
     import sqlalchemy as sa
-    generate_database(postgres_url, table="base", n_samples=2000, n_categorical=1, missing_rate=0.05)
+    generate_database(postgres_url, table=table, n_samples=1500, n_categorical=1, missing_rate=0.05)
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE VIEW base_view AS SELECT *, feature_0 * 2 AS doubled FROM base"))
-        conn.execute(sa.text("CREATE MATERIALIZED VIEW base_frozen AS SELECT * FROM base"))
+        for statement in copies: conn.execute(sa.text(statement))
     engine.dispose()
-    columns = [f"feature_{i}" for i in range(20)] + ["category_0"]
-    X, y = load_data("base", db=postgres_url, reader="sqlalchemy")
-    for name in ("base_view", "base_frozen"):
+    return load_data(table, db=postgres_url, reader="sqlalchemy")
+
+
+def assert_read_alike(postgres_url, names: list[str], X, y) -> None:
+    "Each of `names`, read with X's columns by either reader, is (X, y)."
+    for name in names:
         for reader in ("arrow", "sqlalchemy"):
-            Xv, yv = load_data(name, db=postgres_url, columns=columns, reader=reader)
-            pd.testing.assert_frame_equal(Xv, X[columns], obj=f"{name} by {reader}")
-            pd.testing.assert_series_equal(yv, y)
+            Xc, yc = load_data(name, db=postgres_url, columns=list(X.columns), reader=reader)
+            pd.testing.assert_frame_equal(Xc, X, obj=f"{name} by {reader}")
+            pd.testing.assert_series_equal(yc, y)
+
+
+def test_postgres_views_and_materialized_views_load_as_their_table_does(postgres_url):
+    "A view (a computed column typed by PostgreSQL) and a materialized view read like the table, by either reader."
+    X, y = table_and_copies(postgres_url, "base", ["CREATE VIEW base_view AS SELECT *, feature_0 * 2 AS doubled FROM base",
+                                                   "CREATE MATERIALIZED VIEW base_frozen AS SELECT * FROM base"])
+    assert_read_alike(postgres_url, ["base_view", "base_frozen"], X, y)
     doubled = load_data("base_view", db=postgres_url, columns=["doubled"])[0]["doubled"]
     pd.testing.assert_series_equal(doubled, X["feature_0"] * 2, check_names=False)
     with pytest.raises(DataError, match=r"Tables and views: \[.*'base_frozen', 'base_view'"):
@@ -90,21 +99,10 @@ def test_postgres_views_and_materialized_views_load_as_their_table_does(postgres
 def test_a_table_and_a_view_in_another_schema_load_and_train_as_schema_table(postgres_url, tmp_path):
     "`analytics.orders` (and a view beside it) read like the table they copy; `mlwt-train` writes a spec for one and trains and registers it."
     import subprocess
-    import sqlalchemy as sa
-    generate_database(postgres_url, table="home", n_samples=1500, n_categorical=1, missing_rate=0.05)
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA analytics"))
-        conn.execute(sa.text("CREATE TABLE analytics.orders AS SELECT * FROM home"))
-        conn.execute(sa.text("CREATE VIEW analytics.recent AS SELECT * FROM analytics.orders"))
-    engine.dispose()
-    X, y = load_data("home", db=postgres_url, reader="sqlalchemy")
+    X, y = table_and_copies(postgres_url, "home", ["CREATE SCHEMA analytics", "CREATE TABLE analytics.orders AS SELECT * FROM home",
+                                                   "CREATE VIEW analytics.recent AS SELECT * FROM analytics.orders"])
     pd.testing.assert_frame_equal(load_data("public.home", db=postgres_url)[0], X)  # the default schema, named: its metadata too
-    for name in ("analytics.orders", "analytics.recent"):
-        for reader in ("arrow", "sqlalchemy"):
-            Xs, ys = load_data(name, db=postgres_url, columns=list(X.columns), reader=reader)
-            pd.testing.assert_frame_equal(Xs, X, obj=f"{name} by {reader}")
-            pd.testing.assert_series_equal(ys, y)
+    assert_read_alike(postgres_url, ["analytics.orders", "analytics.recent"], X, y)
     with pytest.raises(DataError, match=r"unknown table 'analytics.order'.* Did you mean 'analytics.orders'\? Tables and views: \['analytics.orders', 'analytics.recent'\]"):
         load_data("analytics.order", db=postgres_url)
     with pytest.raises(DataError, match="unknown schema 'analytic'.* Did you mean 'analytics'"):
