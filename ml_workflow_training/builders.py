@@ -12,9 +12,9 @@ from .specs import (CalibrationSpec, DataSpec, FeatureSpec, FeatureStoreSpec, ML
                                         Spec, TrainingSpec, TuningSpec, ValidationSpec)
 
 # %% auto #0
-__all__ = ['FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder', 'RandomSearchSpecBuilder', 'CalibrationSpecBuilder',
-           'ValidationSpecBuilder', 'MLflowSpecBuilder', 'FeatureStoreSpecBuilder', 'DataSpecBuilder',
-           'default_training_spec', 'feature_groups_for', 'spec_for_table']
+__all__ = ['IDENTIFIER_MIN_ROWS', 'FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder', 'RandomSearchSpecBuilder',
+           'CalibrationSpecBuilder', 'ValidationSpecBuilder', 'MLflowSpecBuilder', 'FeatureStoreSpecBuilder',
+           'DataSpecBuilder', 'default_training_spec', 'feature_groups_for', 'left_out_columns', 'spec_for_table']
 
 # %% ../nbs/01a_builders.ipynb #c32d35d0
 class _Builder:
@@ -194,6 +194,12 @@ def default_training_spec() -> TrainingSpec:
         mlflow=MLflowSpecBuilder().enable().set_experiment("production_models").enable_model_registry(stage="Staging")
             .add_tags({"version": "1.0", "team": "ml-eng"}).build())
 
+# %% ../nbs/01a_builders.ipynb #9fdc70db
+def _is_text(dtype) -> bool:
+    "Whether a column of `dtype` holds text or categories (the categorical group's)."
+    import pandas as pd
+    return isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
 # %% ../nbs/01a_builders.ipynb #0ca48e71
 def feature_groups_for(X) -> FeatureSpec:
     "Feature groups from `X`'s column types; `SpecError` naming any column of a type no group takes."
@@ -203,8 +209,7 @@ def feature_groups_for(X) -> FeatureSpec:
     for name, dtype in X.dtypes.items():
         if pd.api.types.is_bool_dtype(dtype): kinds["boolean"].append(name)
         elif pd.api.types.is_numeric_dtype(dtype): kinds["numeric"].append(name)
-        elif isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-            kinds["categorical"].append(name)
+        elif _is_text(dtype): kinds["categorical"].append(name)
         else: unusable.append((f"features.{name}", f"column type {dtype} has no feature group (numbers, text, categories, booleans): drop or convert it"))
     if unusable: raise SpecError(unusable)
     b = FeatureSpecBuilder()
@@ -213,10 +218,36 @@ def feature_groups_for(X) -> FeatureSpec:
     if kinds["boolean"]: b.add_boolean_group(kinds["boolean"])
     return b.build()
 
+# %% ../nbs/01a_builders.ipynb #0721e337
+IDENTIFIER_MIN_ROWS = 20  # fewer rows than this, and every column may look unique
+
+
+def left_out_columns(X) -> dict[str, str]:
+    "The columns of `X` a starting spec leaves out, each with why: a type no feature group takes, or an identifier."
+    import numpy as np
+    import pandas as pd
+    why = {}
+    for name, dtype in X.dtypes.items():
+        values = X[name].dropna()
+        enough = len(values) >= IDENTIFIER_MIN_ROWS
+        if pd.api.types.is_bool_dtype(dtype): continue
+        if pd.api.types.is_integer_dtype(dtype):
+            if enough and (np.diff(values.to_numpy(dtype=np.int64)) == 1).all(): why[name] = "whole numbers counting up by one: a row number"
+        elif pd.api.types.is_numeric_dtype(dtype): continue
+        elif _is_text(dtype):
+            if enough and values.nunique() == len(values): why[name] = "a different text in every row: an identifier"
+        else: why[name] = f"{dtype}, a type no feature group takes: derive numbers from it (in a view, for instance)"
+    return why
+
 # %% ../nbs/01a_builders.ipynb #366c5779
 def spec_for_table(X, data: DataSpec | None = None, model_type: str = "blend") -> TrainingSpec:
-    "A starting TrainingSpec for the table whose features are `X`: groups from column types, the measured default model."
+    "A starting TrainingSpec for the table whose features are `X`: groups from column types (`left_out_columns` left out), the measured default model."
     data = data or DataSpec()
+    left_out = left_out_columns(X)
+    if left_out:
+        kept = [c for c in X.columns if c not in left_out]
+        if not kept: raise SpecError([(f"features.{c}", why) for c, why in left_out.items()])
+        X, data = X[kept], DataSpec(**{**data.model_dump(), "columns": kept})
     return TrainingSpec(data=data, features=feature_groups_for(X),
                         model=ModelSpec(name=f"{data.table}_{model_type}", model_type=model_type),
                         mlflow=MLflowSpecBuilder().enable().set_experiment(data.table).enable_model_registry(stage="Staging").build())

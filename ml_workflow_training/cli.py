@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .builders import default_training_spec, spec_for_table
+from .builders import default_training_spec, left_out_columns, spec_for_table
 from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_option, command_parser, mean_std, run_command
 from .data import database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
@@ -138,8 +138,9 @@ def _train(a) -> int:
         spec = default_training_spec()
         if a.table:
             X, _ = load_data(a.table, db=a.db, target=a.target, limit=1000)  # the column types are all a spec needs
-            spec = spec_for_table(X, DataSpec(db=a.db, table=a.table, target=a.target))
+            spec, left_out = spec_for_table(X, DataSpec(db=a.db, table=a.table, target=a.target)), left_out_columns(X)
         print(f"wrote {spec.save(a.write_default)}")
+        if a.table and left_out: print("left out of the features: " + "; ".join(f"{c} ({why})" for c, why in left_out.items()))
         return 0
     if a.notebook:
         from ml_workflow_training.notebook import run_notebook
