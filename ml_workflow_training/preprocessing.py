@@ -29,6 +29,10 @@ def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
         raise InputError(f"X must be a pandas DataFrame with named columns, got {type(X).__name__}")
     have = [str(c) for c in X.columns]
     missing = [c for c in spec.input_columns if c not in X.columns]
+    if missing and len(missing) == len(spec.input_columns) > 1:  # a spec written for another table
+        raise InputError(f"none of the feature spec's {len(missing)} columns is in the data (it has {have[:10]}"
+                         + (f" and {len(have) - 10} more" if len(have) > 10 else "") + "): a spec for this table's own columns is "
+                         "written by `mlwt-train --write-default spec.yaml --db DB --table TABLE` (`builders.spec_for_table` in Python)")
     if missing:
         raise InputError(f"the data lacks column {missing[0]!r} named by the feature spec.{suggest(missing[0], have)}"
                          + (f" (also missing: {missing[1:]})" if len(missing) > 1 else ""))
