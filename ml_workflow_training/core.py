@@ -19,8 +19,9 @@ from typing import Any, Callable, Sequence
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'suggest', 'fold_problem',
-           'mean_std', 'take_rows', 'package_version', 'command_parser', 'add_option', 'run_command']
+           'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
+           'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'command_parser', 'add_option',
+           'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -131,6 +132,13 @@ def split_table_name(name: Any, what: str = "table") -> tuple[str | None, str]:
         raise DataError(f"{what} {name!r} is not a plain identifier or schema.table: use letters, digits and "
                         "underscores, not starting with a digit")
     return None, name
+
+# %% ../nbs/00_core.ipynb #6907be68
+def check_column_name(name: Any, what: str = "column") -> str:
+    "Return `name` if it can name a column (a non-empty string without control characters), else raise `DataError`."
+    if not isinstance(name, str) or not name or not name.isprintable():
+        raise DataError(f"{what} {name!r} cannot name a column: use a non-empty name without control characters")
+    return name
 
 # %% ../nbs/00_core.ipynb #79952d8d
 def suggest(name: str, choices: Sequence[str]) -> str:

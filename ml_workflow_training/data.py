@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_identifier, split_table_name, suggest
+from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_column_name, check_identifier, split_table_name, suggest
 
 # %% auto #0
 __all__ = ['METADATA_TABLE', 'STABLE_SCAN', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path',
@@ -576,7 +576,7 @@ def feature_frame(columns: dict[str, Any], names: list[str]) -> pd.DataFrame:
 def _feature_columns(table: sa.Table, meta: dict | None, target: str, columns: Sequence[str] | None) -> list[str]:
     "The feature columns to read, each checked against the table's schema."
     names = [c.name for c in table.columns]
-    check_identifier(target, "target")
+    check_column_name(target, "target")
     if target not in names:
         raise DataError(f"target column {target!r} is not in table {table.name!r}.{suggest(target, names)} Columns: {names}")
     if columns is None:
@@ -584,7 +584,7 @@ def _feature_columns(table: sa.Table, meta: dict | None, target: str, columns: S
         return [c for c in names if c != target and roles.get(c, "feature") == "feature"]
     if isinstance(columns, str): columns = [columns]
     for c in columns:
-        check_identifier(c, "column")
+        check_column_name(c, "column")
         if c not in names:
             raise DataError(f"unknown column {c!r} in table {table.name!r}.{suggest(c, names)} Columns: {names}")
     if target in columns: raise DataError(f"column {target!r} is the target; it cannot also be a feature")

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_identifier, fold_problem, split_table_name, suggest
+from .core import (DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem,
+                                       split_table_name, suggest)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -531,10 +532,13 @@ class MLflowSpec(Spec):
         return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 # %% ../nbs/01_specs.ipynb #994dfdf4
+_NAME_CHECKS = {"table": split_table_name, "target": check_column_name, "column": check_column_name}  # else a plain identifier
+
+
 def _identifier(value: str | None, what: str) -> str | None:
-    "`check_identifier` as a field validator (`split_table_name` for a table): Pydantic reports a plain `ValueError` with the field's path."
+    "The name check for `what` (`_NAME_CHECKS`) as a field validator: Pydantic reports a plain `ValueError` with the field's path."
     if value is None: return value
-    try: (split_table_name if what == "table" else check_identifier)(value, what)
+    try: _NAME_CHECKS.get(what, check_identifier)(value, what)
     except DataError as e: raise ValueError(str(e)) from None
     return value
 
