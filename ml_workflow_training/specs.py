@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .core import (DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem,
-                                       split_table_name, suggest)
+from .core import (
+    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
