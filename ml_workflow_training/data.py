@@ -519,7 +519,7 @@ def load_data(name: str = DEFAULT_TABLE,  # table or view to read (`schema.table
             known = sorted(("" if schema is None else f"{schema}.") + t for t in tables + views if t != METADATA_TABLE)
             raise DataError(f"unknown table {name!r} in {safe_url(url)}.{suggest(name, known)} Tables and views: {known}")
         table = sa.Table(relation, sa.MetaData(), schema=schema, autoload_with=conn)
-        meta = read_metadata(engine, relation) if in_default and METADATA_TABLE in inspector.get_table_names() else None
+        meta = read_metadata(engine, relation) if in_default else None  # it looks for the metadata table itself
         types = ({s["name"]: s["type"] for s in meta["schema"]} if meta
                  else {c.name: _sql_logical_type(c.type) for c in table.columns})
         target = target or (meta["target"] if meta else "target")
