@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 FEAST_PYTHON = ROOT / ".venv-feast" / "bin" / "python"
 SCRIPTS = {"workflow_overhead": sys.executable, "pipeline_overhead": sys.executable, "load_memory": sys.executable,
-           "quality": sys.executable, "scale": sys.executable, "distributed_overhead": sys.executable, "search": sys.executable,
+           "quality": sys.executable, "scale": sys.executable, "importance_budget": sys.executable, "distributed_overhead": sys.executable, "search": sys.executable,
            "feature_store": str(FEAST_PYTHON)}
 
 
