@@ -49,7 +49,7 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry',
            'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
            'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'PreparedModel', 'log_model',
+           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'ModelSaver', 'PreparedModel', 'log_model',
            'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
            'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
            'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_figures',
@@ -552,15 +552,46 @@ def write_model_folder(model, path: str, signature, example: pd.DataFrame, model
     return mlmodel, _LOADED_WHILE_LOGGING.pop(path)
 
 # %% ../nbs/07_tracking.ipynb #7971d7ce
-def save_model_job(job: str, parent: int) -> None:
-    "In a model-saving process: `write_model_folder` with the arguments pickled in `job`; the process ends once `parent` does."
+def save_model_job(parent: int) -> None:
+    "In a model-saving process: import what saving needs, then `write_model_folder` with the arguments pickled in the job whose path comes on stdin (none: the run ended without a model); the process ends once `parent` does."
     from .engine import exit_with_parent
     exit_with_parent(parent)
+    warm_up_model_logging()
+    job = sys.stdin.readline().strip()
+    if not job: return
     with open(job, "rb") as f: args = pickle.load(f)
     write_model_folder(*args)
 
 
-_SAVING_PROCESS = "import sys; from ml_workflow_training.tracking import save_model_job; save_model_job(sys.argv[1], int(sys.argv[2]))"
+_SAVING_PROCESS = "import sys; from ml_workflow_training.tracking import save_model_job; save_model_job(int(sys.argv[1]))"
+
+# %% ../nbs/07_tracking.ipynb #515ef506
+class ModelSaver:
+    "A model-saving process (`save_model_job`), started before its model exists so that its imports run while the fits do; it writes one folder."
+    def __init__(self):
+        self.said = tempfile.TemporaryFile("w+")  # a file, not a pipe: what it prints while importing cannot fill a pipe and stall it
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the run's own fits keep the other core
+        self.process = subprocess.Popen([sys.executable, "-c", _SAVING_PROCESS, str(os.getpid())], env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=self.said, text=True)
+
+    def save(self, job: str) -> None:
+        "Hand it the pickled arguments in `job` and wait until the folder is written; a TrackingError with its last line when it fails."
+        try: self.process.communicate(job + "\n")  # a process that has ended already: its exit status says why
+        except BaseException:
+            self.discard()  # interrupted: it must not go on writing a folder nobody will read
+            raise
+        if self.process.returncode != 0:
+            self.said.seek(0)
+            said = [line for line in self.said.read().splitlines() if line.strip()]
+            raise TrackingError(f"the model-saving process ended with {self.process.returncode}: {said[-1] if said else 'it said nothing'}")
+
+    def discard(self) -> None:
+        "End it now, whatever it is doing (nothing once it has ended)."
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        with contextlib.suppress(OSError): self.process.stdin.close()
+        self.said.close()
 
 # %% ../nbs/07_tracking.ipynb #c24be8b7
 class PreparedModel:
@@ -585,30 +616,29 @@ class PreparedModel:
         self.sha256, self.saved_by = model_file_hash(self.path), saved_by
         return self
 
-    def save_in_process(self) -> "PreparedModel":
-        "Write the folder in a new Python process (`save_model_job`), then read its MLmodel and hash here; self."
+    def save_in_process(self, saver: "ModelSaver | None" = None) -> "PreparedModel":
+        "Write the folder in another Python process (`saver`, started ahead, or a new one), then read its MLmodel and hash here; self."
         from mlflow.models import Model
-        job = os.path.join(self.folder.name, "job.pkl")
+        job, saver = os.path.join(self.folder.name, "job.pkl"), saver or ModelSaver()
         try:
             with open(job, "wb") as f: pickle.dump(self._args(), f, protocol=pickle.HIGHEST_PROTOCOL)
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the run's own fits keep the other core
-            child = subprocess.run([sys.executable, "-c", _SAVING_PROCESS, job, str(os.getpid())], env=env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        finally: Path(job).unlink(missing_ok=True)
-        if child.returncode != 0:
-            said = [line for line in child.stderr.splitlines() if line.strip()]
-            raise TrackingError(f"the model-saving process ended with {child.returncode}: {said[-1] if said else 'it said nothing'}")
+            saver.save(job)
+        finally:
+            saver.discard()  # a model pickle could not carry: it was never handed a job
+            Path(job).unlink(missing_ok=True)
         self.mlmodel, self.sha256 = Model.load(self.path), model_file_hash(self.path)
         self.loaded = self.model  # what the process loaded back is this model: MLflow's example check may use it as it is
         self.saved_by = "a process of its own"
         return self
 
-    def save_beside(self, serial: bool) -> concurrent.futures.Future:
-        "Write the folder in the background: in a process of its own when the run's fits are `serial`, else in a thread; a future of self."
-        if not serial or not sys.executable: return in_background(lambda: self.save("a thread, beside the run"), "mlwt-model")
+    def save_beside(self, serial: bool, saver: "ModelSaver | None" = None) -> concurrent.futures.Future:
+        "Write the folder in the background: in a process of its own when the run's fits are `serial` (`saver`, when one was started ahead), else in a thread; a future of self."
+        if not serial or not sys.executable:
+            if saver is not None: saver.discard()
+            return in_background(lambda: self.save("a thread, beside the run"), "mlwt-model")
 
         def elsewhere_or_here() -> "PreparedModel":
-            try: return self.save_in_process()
+            try: return self.save_in_process(saver)
             except Exception as e:  # noqa: BLE001  (the same save in this process says what is wrong, if anything is)
                 shutil.rmtree(self.path, ignore_errors=True)
                 with quick_lock_turns(): return self.save(f"here, as the saving process failed: {str(e)[:500]}")
@@ -969,6 +999,7 @@ class RunRecorder:
         self.spec_hash = spec.spec_hash()
         self._preparing: tuple[Any, concurrent.futures.Future | None] = (None, None)  # the model being saved, and that work
         self._opening: concurrent.futures.Future | None = None  # connecting and opening the run, in a background thread
+        self._saver: ModelSaver | None = None  # the model-saving process started with the run, until the model is handed to it
         self._attached = False  # whether the run is this thread's active MLflow run
         self._ended = self._described = False
 
@@ -1001,7 +1032,8 @@ class RunRecorder:
                 record_failure(e, "connect", self.run_id)  # the step that will report it
                 with contextlib.suppress(Exception): client.set_terminated(self.run_id, "FAILED")
                 raise
-        if self.spec.mlflow.log_model: warm_up_model_logging()  # here: one thread at a time imports MLflow's modules
+        # here: one thread at a time imports MLflow's modules; a run with its own saving process leaves skops to it
+        if self.spec.mlflow.log_model and self._saver is None: warm_up_model_logging()
         return self.run_id
 
     @contextlib.contextmanager
@@ -1010,6 +1042,7 @@ class RunRecorder:
         "The MLflow run around a block, opened (and described with `data`) in a background thread as the block starts: FINISHED, FAILED on an error, KILLED when interrupted or when the process exits inside it."
         refuse_active_run()
         tags = {**(tags or {}), **process_tags()}  # a sweep's parent, a notebook's origin, and who runs it: not part of the spec
+        self._saver = self._start_saver()
         self._opening, status = in_background(lambda: self._open(parent_run_id, tags, connected, data), "mlwt-connect"), "FAILED"
         try:
             yield self
@@ -1091,13 +1124,25 @@ class RunRecorder:
         self.metric_tags.update({f"calibration.{k}": f"{c[k]:.4f}" for k in ("brier_before", "brier_after", "log_loss_before", "log_loss_after") if k in c})
         mlflow.set_tags(self.metric_tags)  # kept on the run too: a sweep registers its best run from its record
 
+    @property
+    def saves_in_a_process(self) -> bool:
+        "Whether the final model is written by a process of its own: when the run logs it and its folds are fitted serially (a core to spare)."
+        return self.spec.mlflow.log_model and self.spec.validation.n_jobs == 1 and bool(sys.executable)
+
+    def _start_saver(self) -> "ModelSaver | None":
+        "The run's model-saving process, started now so that its imports overlap the fits (None: the model is saved in this process)."
+        if not self.saves_in_a_process: return None
+        try: return ModelSaver()
+        except OSError: return None  # no new process here: saved in this one, as a failed saving process would be
+
     def prepare_model(self, model, X: pd.DataFrame) -> None:
         "Start saving the final `model` in the background while the run goes on (when the spec logs models): a process of its own when its folds are fitted serially."
         if not self.spec.mlflow.log_model: return
         # two threads importing MLflow's modules at once can each find the other's half-made ("partially initialized module")
         if self._opening is not None: concurrent.futures.wait([self._opening])
         prepared = PreparedModel(model, X, self.spec.model.model_type)
-        self._preparing = (model, prepared.save_beside(serial=self.spec.validation.n_jobs == 1))
+        self._preparing = (model, prepared.save_beside(serial=self.saves_in_a_process, saver=self._saver))
+        self._saver = None  # handed over: the saving ends it
 
     def log_model(self, model, X: pd.DataFrame) -> str | None:
         "Log the model when the spec asks (the folder `prepare_model` saved, when it was this model); return its URI."
@@ -1112,8 +1157,9 @@ class RunRecorder:
         return uri
 
     def _discard_saved_model(self) -> None:
-        "Remove the folder `prepare_model` saved, now or as soon as its saving ends: a run that failed or was killed leaves no model files behind."
-        _, saving = self._preparing
+        "End the saving process no model reached, and remove the folder `prepare_model` saved, now or as soon as its saving ends: a run that failed or was killed leaves no model files behind."
+        if self._saver is not None: self._saver.discard()  # the run ended before its model: nothing to write
+        self._saver, (_, saving) = None, self._preparing
         if saving is not None: saving.add_done_callback(lambda f: f.exception() is None and f.result().folder.cleanup())
 
     def register(self, headline: dict[str, float], model_uri: str | None,

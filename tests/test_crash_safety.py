@@ -158,7 +158,8 @@ def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_
     spec.model_copy(update={"tuning": None, "validation": spec.validation.model_copy(update={"n_jobs": 1}),
                             "calibration": spec.calibration.model_copy(update={"cv_folds": 2}),
                             "model": spec.model.model_copy(update={"hyperparameters": {"n_estimators": 2000}})}).save(workdir / "serial.yaml")
-    p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "serial.yaml", "--quiet"], cwd=workdir,
+    (workdir / "tmp").mkdir()
+    p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "serial.yaml", "--quiet"], cwd=workdir, env={**os.environ, "TMPDIR": str(workdir / "tmp")},
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def savers() -> list[int]:
@@ -172,7 +173,10 @@ def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_
     while not savers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
     saving = savers()
     assert saving, f"no saving process was seen (exit {p.poll()}): {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
-    time.sleep(4)  # past its imports, into the writing: what ends it now is its watch on the run
+    # the saving process starts with the run and waits: the kill must come once the model is handed to it, as it writes
+    while not list((workdir / "tmp").glob("mlwt-model-*/job.pkl")) and p.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert list((workdir / "tmp").glob("mlwt-model-*/job.pkl")), f"the model was never handed to the saving process (exit {p.poll()})"
+    time.sleep(1)  # into the writing: what ends it now is its watch on the run
     assert all_gone(saving, 0) == saving, "the save ended before the run was killed: the test proves nothing"
     p.kill(); p.wait()
     assert all_gone(saving, 5) == [], "the saving process outlived its killed mlwt-train"

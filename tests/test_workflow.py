@@ -297,6 +297,28 @@ def test_workflow_without_tracking_never_imports_mlflow(workdir):
     assert out.stdout.strip() == "[]"
 
 
+def test_a_serial_run_leaves_the_model_to_its_saving_process_and_never_imports_skops(workdir):
+    "Serial folds: the saving process starts with the run and does all the skops work; the run's own process never imports skops."
+    import subprocess, sys
+    code = ("import sys\n"
+            "from ml_workflow_training import FeatureSpecBuilder, MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, ValidationSpec, run_training\n"
+            "spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group([f'feature_{i}' for i in range(20)]).build(),\n"
+            "    model=ModelSpecBuilder().add_classifier('serial', hyperparameters={'n_estimators': 10}).build()[0],\n"
+            "    validation=ValidationSpec(strategy='holdout', n_jobs=1),\n"
+            "    mlflow=MLflowSpecBuilder().enable().set_experiment('serial').enable_model_registry().build())\n"
+            "r = run_training(spec, verbose=False)\n"
+            "print(r.model_version, sorted(m for m in sys.modules if m == 'skops' or m.startswith('skops.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)  # a new process: nothing imported yet
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "1 []", out.stdout
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("serial").experiment_id])
+    assert run.data.tags["model.saved_by"] == "a process of its own", run.data.tags["model.saved_by"]
+    served = load_model("models:/serial@staging", tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    X, _ = load_data(db=str(workdir / "data" / "ml_workflow.db"))
+    assert served.predict_proba(X.head(50)).shape == (50, 2)
+
+
 def test_two_trainings_started_together_in_threads_of_one_process_each_log_and_register(workdir):
     "A second run's start must not meet MLflow half imported by the first run's opening thread (it raised AttributeError)."
     import subprocess, sys
