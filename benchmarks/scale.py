@@ -10,7 +10,8 @@ The run gets one OpenMP thread, as `make` sets it; with `--threads default` it r
 install would, without OMP_NUM_THREADS (its final fit on every core), and the run is also shown
 beside a bare fit on every core (shown, not a goal). Also the peak resident memory of the run
 (the kernel's high-water mark, from the call on) as a multiple of the loaded frame, the largest
-of the repeats. Goals (issue 10): time <= 1.3 x the floor, the evaluate step <= 0.1 x the floor, peak <= 3 x the frame. With
+of the repeats. Goals (issue 10): time <= 1.3 x the floor, the evaluate step <= 0.1 x the floor, peak <= 3 x the frame. Also shown: the run's
+time outside its fit step against the floor, which the fit's own drift between processes (+-15% here) leaves out. With
 `--rows 5000000` it reports the 5M-row run the same way.
 Usage: python benchmarks/scale.py [--rows N] [--db URL] [--repeats N] [--threads one|default]
 (default 1,000,000 rows in a new SQLite file, 3 repeats)
@@ -107,6 +108,9 @@ def main(rows: int, db: str | None, repeats: int = 3, existing_store: bool = Fal
            statistics.median(r["seconds"] for r in runs), statistics.median(floors), 1.3)
     report("scale", f"{n_rows:,} rows: the run's evaluate step (exact test metrics, sampled importance, figures) vs the serial bare fit",
            statistics.median(r["steps"]["evaluate"] for r in runs), statistics.median(floors), 0.1)
+    report("scale", f"{n_rows:,} rows: the run's time outside its own fit step (load, checks, evaluation, record, registry) vs the serial bare fit "
+           "(shown, not a goal: without the fit's drift from process to process, which the goal above includes)",
+           statistics.median(r["seconds"] - r["steps"]["refit"] for r in runs), statistics.median(floors), 0.3, counts=False)
     if every_core:
         report("scale", f"{n_rows:,} rows: the same runs vs a bare fit on every core (shown, not a goal)",
                statistics.median(r["seconds"] for r in runs), statistics.median(every_core), 1.3, counts=False)
