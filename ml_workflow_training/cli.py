@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .builders import default_training_spec, left_out_columns, spec_for_table
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_option, command_parser, mean_std, run_command
+from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, DefaultsHelpFormatter, add_option, command_parser, mean_std, run_command
 from .data import database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
@@ -174,7 +174,7 @@ def runs_main(argv: list[str] | None = None) -> int:
     p = command_parser("mlwt-runs", "Look after the runs of an MLflow store.")
     sub = p.add_subparsers(dest="command", required=True)
     sw = sub.add_parser("sweep", help="mark FAILED the RUNNING runs whose process on this host is gone",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=DefaultsHelpFormatter)
     add_option(sw, "tracking_uri", default="sqlite:///mlflow.db", help="the store to sweep")
     a = p.parse_args(argv)
     return run_command(lambda: _sweep_runs(a.tracking_uri))

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'command_parser', 'add_option',
-           'run_command']
+           'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'DefaultsHelpFormatter',
+           'command_parser', 'add_option', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -173,10 +173,17 @@ def package_version() -> str:
     try: return md.version("ml-workflow-training")
     except md.PackageNotFoundError: return "unknown"
 
+# %% ../nbs/00_core.ipynb #4a398443
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "`--help` names an option's default where it has one: not for a flag that is off, a value left unset, or a help text that already says it."
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""): return action.help or ""
+        return super()._get_help_string(action)
+
 # %% ../nbs/00_core.ipynb #8bed6232
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     "A parser that shows defaults in `--help` and answers `--version`."
-    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=DefaultsHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
