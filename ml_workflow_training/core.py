@@ -177,7 +177,9 @@ def package_version() -> str:
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "`--help` names an option's default where it has one: not for a flag that is off, a value left unset, or a help text that already says it."
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""): return action.help or ""
+        # by identity: a default of 0 or 0.0 equals False and is still worth naming
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "default" in (action.help or ""): return action.help or ""
         return super()._get_help_string(action)
 
 # %% ../nbs/00_core.ipynb #8bed6232
