@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .builders import default_training_spec, left_out_columns, spec_for_table
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, DefaultsHelpFormatter, add_option, command_parser, mean_std, run_command
+from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_command, add_option, command_parser, mean_std, run_command
 from .data import database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
@@ -173,8 +173,7 @@ def runs_main(argv: list[str] | None = None) -> int:
     "Entry point of `mlwt-runs`."
     p = command_parser("mlwt-runs", "Look after the runs of an MLflow store.")
     sub = p.add_subparsers(dest="command", required=True)
-    sw = sub.add_parser("sweep", help="mark FAILED the RUNNING runs whose process on this host is gone",
-                        formatter_class=DefaultsHelpFormatter)
+    sw = add_command(sub, "sweep", "mark FAILED the RUNNING runs whose process on this host is gone")
     add_option(sw, "tracking_uri", default="sqlite:///mlflow.db", help="the store to sweep")
     a = p.parse_args(argv)
     return run_command(lambda: _sweep_runs(a.tracking_uri))
@@ -203,11 +202,11 @@ def notebook_main(argv: list[str] | None = None) -> int:
     from ml_workflow_training.notebook import PARAMETERS
     p = command_parser("mlwt-notebook", "Run or copy the parameterized training notebook.")
     sub = p.add_subparsers(dest="command", required=True)
-    cp = sub.add_parser("copy", help="write a copy of the template")
+    cp = add_command(sub, "copy", "write a copy of the template")
     cp.add_argument("dest", help="a file or folder")
-    rp = sub.add_parser("run", help="execute the template with papermill and log it to its MLflow run",
-                        epilog="parameters (-p NAME VALUE):\n" + "\n".join(f"  {k:<16} {v}" for k, v in PARAMETERS.items()),
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp = add_command(sub, "run", "execute the template with papermill and log it to its MLflow run",
+                     epilog="parameters (-p NAME VALUE):\n" + "\n".join(f"  {k:<16} {v}" for k, v in PARAMETERS.items()),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     rp.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[], help="a notebook parameter")
     add_option(rp, "parameters_file", "-f", help="a YAML file of parameters")
     add_option(rp, "output", "-o", help="where the executed notebook goes (default: data/runs/train-<time>.ipynb)")

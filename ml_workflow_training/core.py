@@ -21,7 +21,7 @@ __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataE
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
            'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'DefaultsHelpFormatter',
-           'command_parser', 'add_option', 'run_command']
+           'command_parser', 'add_option', 'add_command', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -199,6 +199,12 @@ def add_option(parser, name: str, *short: str, **kwargs) -> argparse.Action:
         hidden = {k: v for k, v in kwargs.items() if k not in ("help", "metavar")}
         parser.add_argument("--" + name, **hidden, help=argparse.SUPPRESS)
     return action
+
+# %% ../nbs/00_core.ipynb #c06703d2
+def add_command(subparsers, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+    "A subcommand (`mlwt-runs sweep`): its own `--help` opens with what it does, and names defaults as the commands' do."
+    kwargs.setdefault("formatter_class", DefaultsHelpFormatter)  # argparse gives a subparser the plain formatter, not its parent's
+    return subparsers.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", **kwargs)
 
 # %% ../nbs/00_core.ipynb #2a5a70b9
 def run_command(body: Callable[[], int | None]) -> int:

@@ -76,6 +76,20 @@ def test_every_command_has_version_and_hyphenated_help(tmp_path, command):
     if command in ("mlwt-generate-database", "mlwt-train"): assert "(default:" in help_text
 
 
+@pytest.mark.parametrize("command", ["mlwt-runs", "mlwt-notebook"])
+def test_each_subcommands_help_opens_with_what_its_command_lists_it_as(tmp_path, command):
+    "`mlwt-runs sweep --help` and the like say what the subcommand does, as the command's own listing does, and name their defaults."
+    import re
+    listing = run([command, "--help"], tmp_path).stdout.split("positional arguments:")[1].split("options:")[0]
+    subs = dict(re.findall(r"^    (\w+) +(.+)$", listing, flags=re.M))
+    assert subs, listing
+    for sub, what in subs.items():
+        own = " ".join(run([command, sub, "--help"], tmp_path).stdout.split())
+        assert f"{what[0].upper()}{what[1:]}." in own, (sub, own)
+        assert "(default: None)" not in own and "(default: False)" not in own, own
+    if command == "mlwt-runs": assert "(default: sqlite:///mlflow.db)" in " ".join(run([command, "sweep", "--help"], tmp_path).stdout.split())
+
+
 def test_underscored_flags_still_work_but_are_hidden(workdir):
     out = run(["mlwt-generate-database", "--if_missing"], workdir)
     assert out.returncode == 0 and "already exists" in out.stdout
