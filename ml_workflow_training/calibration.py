@@ -14,7 +14,7 @@ from sklearn.model_selection import FixedThresholdClassifier, GroupShuffleSplit,
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .evaluation import compute_metrics, label_metrics, make_cv, parallel_fits
+from .evaluation import compute_metrics, label_metrics, make_cv, new_figure, parallel_fits
 from .models import check_target, check_training_folds
 from .specs import CalibrationSpec, ThresholdSpec, ValidationSpec
 
@@ -158,9 +158,8 @@ def without_threshold(model):
 # %% ../nbs/06_calibration.ipynb #10b20b69
 def threshold_figure(choice: dict):
     "The objective against the threshold, the chosen one and 0.5 marked (a `choose_threshold` result)."
-    import matplotlib.pyplot as plt
     curve, name = choice["curve"], choice["objective"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = new_figure((5, 3.5))
     ax.plot(curve["threshold"], -curve[name] if name == "cost" else curve[name])
     ax.axvline(choice["threshold"], ls="--", color="C1", label=f"chosen: {choice['threshold']:.2f}")
     ax.axvline(0.5, ls=":", color="grey", label="0.5")

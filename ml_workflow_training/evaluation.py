@@ -30,10 +30,10 @@ from .specs import METRICS, ValidationSpec, metrics_for_classes
 __all__ = ['CURVE_MARGINS', 'PREDICT_BLOCK_ROWS', 'PERMUTATION_FLOOR_CELLS', 'PERMUTATION_SHARE', 'CALL_OVERHEAD_ROWS',
            'PERMUTATION_MIN_ROWS', 'FULL_PASS_CELLS', 'STACKED_CELLS', 'label_metrics', 'compute_metrics',
            'MetricsScorer', 'make_cv', 'parallel_fits', 'FitCount', 'counting_fits', 'cross_validate_model',
-           'roc_figure', 'precision_recall_figure', 'calibration_figure', 'confusion_figure', 'stratified_positions',
-           'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core', 'permutation_budget',
-           'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure', 'prediction_figures',
-           'evaluation_figures', 'figure_png']
+           'new_figure', 'roc_figure', 'precision_recall_figure', 'calibration_figure', 'confusion_figure',
+           'stratified_positions', 'evaluation_positions', 'evaluation_sample', 'predict_proba_on_every_core',
+           'permutation_budget', 'permutation_plan', 'permuted_rows', 'feature_importance', 'importance_figure',
+           'prediction_figures', 'evaluation_figures', 'figure_png']
 
 # %% ../nbs/04_evaluation.ipynb #de1664c0
 def _class_codes(y_true: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -195,11 +195,18 @@ def cross_validate_model(estimator, X, y, spec: ValidationSpec | None = None, gr
     out["seconds"] = time.perf_counter() - t0
     return out
 
+# %% ../nbs/04_evaluation.ipynb #500e5294
+def new_figure(figsize: tuple[float, float]):
+    "A pyplot figure and its axes, closed at once: drawn and saved as usual, never held open by pyplot."
+    fig, ax = plt.subplots(figsize=figsize)  # through pyplot: a Jupyter kernel can show only the figures of a backend it set up
+    plt.close(fig)
+    return fig, ax
+
 # %% ../nbs/04_evaluation.ipynb #49b20c0b
 CURVE_MARGINS = dict(left=0.13, right=0.97, bottom=0.12, top=0.92)  # room for 0.0-1.0 ticks, the axis labels and the title
 
 def _new_axes(title: str):
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = new_figure((5.5, 4.5))
     ax.set_title(title)
     return fig, ax
 
@@ -431,7 +438,7 @@ def feature_importance(estimator, X=None, y=None, method: str = "auto", n_repeat
 def importance_figure(table: pd.DataFrame, top: int = 20):
     "A horizontal bar chart of the `top` most important features."
     t = table.head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(t) + 1.2))
+    fig, ax = new_figure((6, 0.3 * len(t) + 1.2))
     ax.barh(t["feature"], t["importance"], xerr=None if t["std"].isna().all() else t["std"])
     ax.set_title(f"Feature importance ({t['source'].iloc[0]})")
     fig.tight_layout()

@@ -112,7 +112,8 @@ def iterations_used(model) -> int | None:
         return int(best) + 1 if best is not None else int(est.get_booster().num_boosted_rounds())
     if getattr(est, "best_iteration_", None): return int(est.best_iteration_)  # LightGBM, when it stopped early (else 0)
     for attr in ("n_iter_", "n_estimators_"):  # HistGradientBoosting, GradientBoosting, LightGBM
-        if hasattr(est, attr): return int(getattr(est, attr))
+        # a logistic regression's n_iter_ is its solver's iterations, an array (one per class): no boosting
+        if hasattr(est, attr) and np.ndim(getattr(est, attr)) == 0: return int(getattr(est, attr))
     return None
 
 # %% ../nbs/03_models.ipynb #01b5681f

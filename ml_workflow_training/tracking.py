@@ -916,7 +916,6 @@ def log_figures(figures: dict, rendered: dict | None = None, folder: str = "plot
 def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     "Log what a run measured (`result`: the workflow's `TrainingResult`): metrics, summaries, tables and figures."
     import mlflow
-    import matplotlib.pyplot as plt
     if result.cv: log_cv_metrics(result.cv)
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
     if result.calibration_summary:
@@ -938,7 +937,6 @@ def log_results(spec: TrainingSpec, result, durations: dict) -> None:
     log_metrics(metrics)
     mlflow.log_text(result.feature_importance.to_csv(index=False), "feature_importance.csv")
     if spec.mlflow.log_plots: log_figures(result.figures, getattr(result, "figure_png", None))
-    for fig in result.figures.values(): plt.close(fig)
     if result.tuning_summary:
         mlflow.log_dict(result.tuning_summary, "tuning/summary.json")
         if "states" in result.tuning_summary:  # an Optuna study's trial table

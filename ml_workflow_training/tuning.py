@@ -20,7 +20,7 @@ from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingR
                                      RandomizedSearchCV, StratifiedKFold)
 
 from .core import WorkflowError
-from .evaluation import MetricsScorer, parallel_fits
+from .evaluation import MetricsScorer, new_figure, parallel_fits
 from .models import check_target, check_training_folds
 from .specs import METRICS, Distribution, TuningSpec
 
@@ -255,9 +255,8 @@ class OptunaSearch(_Search):
 # %% ../nbs/05_tuning.ipynb #d0de48d9
 def study_figures(summary: dict) -> dict:
     "An Optuna search's `optimization_history` and `parameter_importance` figures, from its summary."
-    import matplotlib.pyplot as plt
     trials = sorted(summary["candidates"], key=lambda c: c["number"])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_figure((6, 3.5))
     done = [(t["number"], t["mean_score"]) for t in trials if t["state"] == "COMPLETE"]
     pruned = [(t["number"], t["fold_scores"][-1]) for t in trials if t["state"] == "PRUNED"]
     ax.plot(*zip(*done), "o", label="complete (mean over folds)")
@@ -270,7 +269,7 @@ def study_figures(summary: dict) -> dict:
     figures = dict(optimization_history=fig)
     if summary["importances"]:
         names = list(summary["importances"])[::-1]
-        fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
+        fig, ax = new_figure((6, 0.35 * len(names) + 1.2))
         ax.barh([n.removeprefix("classifier__") for n in names], [summary["importances"][n] for n in names])
         ax.set(title="Parameter importance (fANOVA over complete trials)", xlabel="share of the score's variance")
         fig.tight_layout()

@@ -94,6 +94,23 @@ def test_package_cli_logs_executed_notebook_and_html(workdir):
     assert copied.returncode == 0 and (workdir / "mine.ipynb").read_bytes() == template_path().read_bytes()
 
 
+def test_with_mlflow_off_a_jupyter_kernel_shows_each_figure_once_where_the_report_shows_it(workdir):
+    "In the kernel JupyterLab gives (matplotlib's inline backend, no MPLBACKEND): the run's cell shows no figure, the Figures section each one once."
+    import os
+    out = subprocess.run([str(BIN / "mlwt-train"), "--write-default", "spec.yaml"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    spec = yaml.safe_load((workdir / "spec.yaml").read_text())
+    spec["mlflow"]["enabled"], spec["tuning"], spec["calibration"] = False, None, None
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    run = subprocess.run([str(BIN / "papermill"), str(template_path()), "data/runs/off.ipynb", "-p", "spec_file", "spec.yaml"],
+                         cwd=workdir, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = nbformat.read(str(workdir / "data/runs/off.ipynb"), as_version=4)
+    images = {c.source.splitlines()[0]: sum("image/png" in o.get("data", {}) for o in c.outputs) for c in report.cells if c.cell_type == "code"}
+    assert {line: n for line, n in images.items() if n} == {"_nb.show_figures(results.figures, results.figure_png)  # the PNGs the run logged, not drawn again": 5}
+
+
 @pytest.mark.parametrize("args, message, code", [  # 2: refused before any kernel starts; 1: the run itself failed
     (["-p", "n_estimator", "20"], "unknown notebook parameter 'n_estimator'. Did you mean 'n_estimators'?", 2),
     (["-p", "n_estimators", "many"], "n_estimators: Input should be a valid integer", 2),

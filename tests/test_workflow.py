@@ -15,8 +15,9 @@ from sklearn.model_selection import cross_validate
 from conftest import BIN, free_port, start_process, stop_process, wait_http
 from seed_readme import workflow_example
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, MLflowSpecBuilder,
-                                  ModelSpecBuilder, TrackingError, TrainingSpec, WorkflowError, load_data, reproduce_run,
-                                  run_training)
+                                  ModelSpec, ModelSpecBuilder, TrackingError, TrainingSpec, ValidationSpec, WorkflowError, load_data,
+                                  reproduce_run, run_training)
+from ml_workflow_training.specs import MODEL_TYPES
 from ml_workflow_training.tracking import load_model, log_model, model_input_frame
 
 FEATURES = [f"feature_{i}" for i in range(20)]
@@ -125,7 +126,9 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
     "A fault anywhere, while the run is opened, before, during or after registration: the run is FAILED with its step, and no version is left registered."
     import ml_workflow_training.tracking as tr
     import ml_workflow_training.workflow as wf
+    import matplotlib.pyplot as plt
     def broken(*a, **k): raise RuntimeError("disk on fire")
+    held_before = set(plt.get_fignums())
     temporary = workdir / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the model is saved before it is logged
@@ -143,6 +146,7 @@ def test_exception_mid_run_marks_failed_and_registers_nothing(workdir, monkeypat
     assert "disk on fire" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")
     assert client.search_model_versions("name = 'small_gb'") == []
     assert model_folders_left(temporary) == []  # the model saved for the log is not left behind
+    assert set(plt.get_fignums()) == held_before  # nor a figure held open by pyplot
     if where != "describe":  # what the run was is logged as it opens, before any fit: a failed run still says it
         spec = TrainingSpec.from_yaml(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/spec.yaml"))
         assert spec.spec_hash() == run.data.tags["spec_hash"] == small_spec("sqlite:///mlflow.db").spec_hash()
@@ -282,6 +286,27 @@ def test_every_model_type_saves_with_skops_and_reloads(tmp_path, model_type, cal
     mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.parametrize("model_type", list(MODEL_TYPES))
+def test_every_model_type_trains_registers_and_loads_by_alias_through_run_training(workdir, model_type):
+    "Each model type a spec allows, from the table to a registered model loaded back (a logistic regression's per-class n_iter_ once failed the refit)."
+    if model_type in ("lightgbm", "xgboost"): pytest.importorskip(model_type, reason=f'needs the {model_type} extra')
+    import matplotlib.pyplot as plt
+    held_before = set(plt.get_fignums())
+    spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(),
+                        model=ModelSpec(name=f"every_{model_type}", model_type=model_type),
+                        validation=ValidationSpec(strategy="holdout", test_size=0.25),
+                        mlflow=MLflowSpecBuilder().enable().set_tracking_uri("sqlite:///mlflow.db").set_experiment("types")
+                        .enable_model_registry().build())
+    results = run_training(spec, verbose=False)
+    assert results.registered and results.test_metrics["accuracy"] > 0.75
+    boosted = model_type in ("gradient_boosting", "hist_gradient_boosting", "lightgbm", "xgboost")
+    assert (results.iterations_used is not None) == boosted  # only boosting counts iterations
+    X = load_data()[0].head(100)
+    loaded = load_model(f"models:/every_{model_type}@staging", tracking_uri="sqlite:///mlflow.db")
+    np.testing.assert_allclose(loaded.predict_proba(X), results.pipeline.predict_proba(X), rtol=0, atol=1e-12)
+    assert set(plt.get_fignums()) == held_before  # the run's figures are its own: pyplot holds none open
+
+
 def test_workflow_without_tracking_never_imports_mlflow(workdir):
     "With MLflow disabled the orchestration runs on its own: no MLflow module is even imported."
     import subprocess, sys
@@ -291,6 +316,7 @@ def test_workflow_without_tracking_never_imports_mlflow(workdir):
             "fs = FeatureSpecBuilder().add_numeric_group([f'feature_{i}' for i in range(20)]).build()\n"
             "r = run_ml_workflow(fs, ModelSpecBuilder().add_classifier('m', hyperparameters={'n_estimators': 10}).build()[0], X=X, y=y, verbose=False)\n"
             "assert r.cv_score == r['cv_score'] > 0.8 and r.mlflow_run_id is None and r.registration == 'MLflow disabled'\n"
+            "import matplotlib.pyplot as plt; assert plt.get_fignums() == [] and len(r.figures) == 5  # kept on the result, not by pyplot\n"
             "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
