@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .evaluation import compute_metrics, label_metrics, make_cv, new_figure, parallel_fits
 from .models import check_target, check_training_folds
-from .specs import CalibrationSpec, ThresholdSpec, ValidationSpec
+from .core import SpecError
+from .specs import CalibrationSpec, ThresholdSpec, ValidationSpec, calibration_split_problem
 
 # %% auto #0
 __all__ = ['GroupsFromColumn', 'calibration_folds', 'calibrated_cv', 'ClassifierCalibration', 'threshold_curve',
@@ -78,6 +79,7 @@ class ClassifierCalibration:
         "Fit the calibrated model; `pipeline` may be fitted already (held-out strategy) or not."
         spec = self.calib_spec
         v = self.validation
+        if v is not None and (problem := calibration_split_problem(spec, v)): raise SpecError([("", problem)], "invalid calibration")
         check_target(y, spec.cv_folds, stratified=v is None or (v.stratified and v.split != "time_series"))
         self.calibrated_ = (self._fit_cv(pipeline, X, y) if spec.cv_folds else self._fit_holdout(pipeline, X, y))
         self.classes_ = self.calibrated_.classes_

@@ -26,7 +26,8 @@ from .specs import NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_
 
 # %% auto #0
 __all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'GradientBoostingClassifierImpl', 'check_target',
-           'check_training_folds', 'HeldOutEarlyStopping', 'build_pipeline', 'fit_on_shuffled_rows']
+           'check_training_folds', 'HeldOutEarlyStopping', 'build_pipeline', 'early_stopping_fraction',
+           'fit_on_shuffled_rows']
 
 # %% ../nbs/03_models.ipynb #72be8c11
 try: from xgboost import XGBClassifier as _XGBClassifier
@@ -185,6 +186,16 @@ def build_pipeline(feature_spec: FeatureSpec, model_spec: ModelSpec | None = Non
     if es and model_spec.model_type in ("lightgbm", "xgboost"):
         return HeldOutEarlyStopping(steps, validation_fraction=es.validation_fraction, patience=es.patience, random_state=model_spec.random_state)
     return Pipeline(steps)
+
+# %% ../nbs/03_models.ipynb #1be38181
+def early_stopping_fraction(pipeline) -> float | None:
+    "The share of each fit's rows that `pipeline`'s early stopping holds out to watch; None when it does not stop early."
+    if isinstance(pipeline, HeldOutEarlyStopping): return pipeline.validation_fraction
+    clf = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
+    params = clf.get_params()
+    if "early_stopping" in params: stops = params["early_stopping"] is True  # HistGradientBoosting; 'auto' only past 10,000 rows
+    else: stops = params.get("n_iter_no_change") is not None  # GradientBoosting
+    return params.get("validation_fraction") if stops else None
 
 # %% ../nbs/03_models.ipynb #1e072cd4
 def fit_on_shuffled_rows(pipeline, X, y):

@@ -25,8 +25,8 @@ __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 
            'EARLY_STOPPING_PARAMS', 'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup',
            'FeatureSpec', 'estimator_class', 'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec',
            'Distribution', 'TuningSpec', 'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec',
-           'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec', 'TrainingSpec', 'cross_part_problems',
-           'undefined_metrics', 'data_problems', 'data_notes']
+           'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec', 'TrainingSpec', 'calibration_split_problem',
+           'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -675,6 +675,15 @@ class TrainingSpec(Spec):
         path.write_text(self.to_json() if path.suffix == ".json" else self.to_yaml())
         return path
 
+# %% ../nbs/01_specs.ipynb #121d3349
+def calibration_split_problem(calibration: CalibrationSpec | None, validation: ValidationSpec) -> str | None:
+    "Why `calibration`'s folds, which follow `validation.split`, cannot calibrate as it asks; None when they can."
+    if calibration and calibration.cv_folds and not calibration.ensemble and validation.split == "time_series":
+        return ("calibration.ensemble: False calibrates one model on an out-of-fold prediction of every row, which "
+                "validation.split 'time_series' cannot give (its earliest rows are never predicted): use ensemble True, "
+                "or calibration.holdout_fraction")
+    return None
+
 # %% ../nbs/01_specs.ipynb #94672a5b
 def cross_part_problems(spec: TrainingSpec) -> list[str]:
     "Where the parts of `spec` contradict each other, each naming the field to fix."
@@ -701,6 +710,7 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
     if spec.threshold and spec.task == "multiclass": problems.append("threshold is for binary targets, and task is 'multiclass'")
     if spec.threshold and spec.validation.strategy == "holdout":
         problems.append("threshold is chosen on out-of-fold probabilities: it needs validation.strategy 'cross_validation' or 'both'")
+    if problem := calibration_split_problem(spec.calibration, spec.validation): problems.append(problem)
     return problems
 
 # %% ../nbs/01_specs.ipynb #a2cf5b6f

@@ -5,6 +5,7 @@
 # %% ../nbs/05_tuning.ipynb #fca37445
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -21,11 +22,12 @@ from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingR
 
 from .core import WorkflowError
 from .evaluation import MetricsScorer, new_figure, parallel_fits
-from .models import check_target, check_training_folds
+from .models import check_target, check_training_folds, early_stopping_fraction
 from .specs import METRICS, Distribution, TuningSpec
 
 # %% auto #0
-__all__ = ['to_scipy', 'GridSearch', 'RandomSearch', 'HalvingSearch', 'OptunaSearch', 'study_figures', 'make_search']
+__all__ = ['to_scipy', 'GridSearch', 'RandomSearch', 'halving_min_resources', 'HalvingSearch', 'OptunaSearch', 'study_figures',
+           'make_search']
 
 # %% ../nbs/05_tuning.ipynb #f4cb1fed
 def to_scipy(value: list | Distribution):
@@ -132,11 +134,31 @@ class RandomSearch(_Search):
         search.time_budget_s = s.time_budget_s
         return search
 
+# %% ../nbs/05_tuning.ipynb #2fef901a
+def halving_min_resources(spec: TuningSpec, held_out: float | None, y, n_splits: int) -> int | str:
+    "Rows a halving search gives each candidate in its first round: scikit-learn's default, raised so that early stopping can hold out every class."
+    default = "exhaust" if spec.strategy == "halving_grid" else "smallest"
+    if not held_out: return default
+    counts, n = pd.Series(np.asarray(y)).value_counts(), len(y)
+    k = len(counts)
+    train_rows = max(math.ceil(k / held_out), math.ceil(2 * n / counts.min()))  # a watched row of each class; two of the rarest
+    rows = max(2 * n_splits * k, math.ceil(train_rows * n_splits / (n_splits - 1)) + n_splits)  # the first: scikit-learn's 'smallest'
+    if spec.strategy == "halving_grid":  # 'exhaust': as few first-round rows as still end the last round on all of them
+        rounds = 1 + math.floor(math.log(len(ParameterGrid(spec.param_grid)), spec.factor))
+        rows = max(rows, int(n // spec.factor ** (rounds - 1)))
+    return min(rows, n)
+
 # %% ../nbs/05_tuning.ipynb #55891246
 class HalvingSearch(_Search):
     "Successive halving: every candidate on a small sample, the best third on three times more, and so on."
+    def fit(self, pipeline, X, y, groups=None, cv=None) -> "HalvingSearch":
+        "As every search does; the first round's samples large enough for the early stopping inside `pipeline`."
+        n_splits = getattr(cv, "n_splits", None) or self.tuning_spec.cv_folds
+        self.min_resources_ = halving_min_resources(self.tuning_spec, early_stopping_fraction(pipeline), y, n_splits)
+        return super().fit(pipeline, X, y, groups, cv)
+
     def _make(self, pipeline, cv, scorer):
-        s, c = self.tuning_spec, self._common(scorer)
+        s, c = self.tuning_spec, self._common(scorer) | dict(min_resources=self.min_resources_)
         if s.strategy == "halving_grid":
             return HalvingGridSearchCV(pipeline, s.param_grid, factor=s.factor, cv=cv, random_state=s.random_state, **c)
         return HalvingRandomSearchCV(pipeline, {k: to_scipy(v) for k, v in s.param_grid.items()}, factor=s.factor, cv=cv,

@@ -22,6 +22,10 @@ def small_spec(workdir):
     (workdir / "notdb.txt").write_text("not a database\n")
     for name, uri in [("notdb", "sqlite:///notdb.txt"), ("underfile", "sqlite:///notdb.txt/sub/mlflow.db")]:
         small.model_copy(update={"mlflow": small.mlflow.model_copy(update={"tracking_uri": uri})}).save(workdir / f"{name}.yaml")
+    import yaml
+    unensembled = small.to_dict() | {"calibration": {"method": "sigmoid", "cv_folds": 3, "ensemble": False}}
+    unensembled["validation"] |= {"split": "time_series", "shuffle": False, "stratified": False}
+    (workdir / "time_series_unensembled.yaml").write_text(yaml.safe_dump(unensembled))
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     return workdir
@@ -32,6 +36,8 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-generate-database", "--table", "x;drop"], 2, "table 'x;drop' is not a plain identifier"),
     (["mlwt-validate-spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
     (["mlwt-train", "--spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
+    (["mlwt-validate-spec", "time_series_unensembled.yaml"], 2, "calibration.ensemble: False calibrates one model on an out-of-fold"),
+    (["mlwt-train", "--spec", "time_series_unensembled.yaml", "--quiet"], 2, "validation.split 'time_series' cannot give"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),

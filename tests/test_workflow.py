@@ -307,6 +307,24 @@ def test_every_model_type_trains_registers_and_loads_by_alias_through_run_traini
     assert set(plt.get_fignums()) == held_before  # the run's figures are its own: pyplot holds none open
 
 
+@pytest.mark.parametrize("model_type", ["gradient_boosting", "hist_gradient_boosting", "lightgbm", "xgboost"])
+def test_a_halving_search_over_a_model_that_stops_early_trains_and_registers(workdir, model_type):
+    "scikit-learn's halving starts on 2 x folds x classes rows, too few for early stopping to hold out a row of each class."
+    if model_type in ("lightgbm", "xgboost"): pytest.importorskip(model_type, reason=f'needs the {model_type} extra')
+    from ml_workflow_training.specs import EarlyStoppingSpec, TuningSpec
+    size = "max_iter" if model_type == "hist_gradient_boosting" else "n_estimators"
+    spec = TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(),
+                        model=ModelSpec(name=f"raced_{model_type}", model_type=model_type, hyperparameters={size: 30},
+                                        early_stopping=EarlyStoppingSpec(patience=3)),
+                        tuning=TuningSpec(strategy="halving_random", param_grid={"classifier__max_depth": [2, 3, 4, 5]}, cv_folds=3, factor=2),
+                        validation=ValidationSpec(cv_folds=3),
+                        mlflow=MLflowSpecBuilder().enable().set_tracking_uri("sqlite:///mlflow.db").set_experiment("raced")
+                        .enable_model_registry().build())
+    results = run_training(spec, verbose=False)
+    assert results.registered and results.cv_score > 0.75
+    assert results.tuning_summary["n_candidates"] >= 2, results.tuning_summary
+
+
 def test_workflow_without_tracking_never_imports_mlflow(workdir):
     "With MLflow disabled the orchestration runs on its own: no MLflow module is even imported."
     import subprocess, sys
