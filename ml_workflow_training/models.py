@@ -5,6 +5,7 @@
 # %% ../nbs/03_models.ipynb #6fe1db68
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 import warnings
@@ -20,14 +21,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .core import InputError, fold_problem, take_rows
+from .core import InputError, SpecError, fold_problem, take_rows
 from .preprocessing import FeatureSpecPipeline
-from .specs import NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_class
+from .specs import MODEL_TYPES, NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_class
 
 # %% auto #0
-__all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'GradientBoostingClassifierImpl', 'check_target',
-           'check_training_folds', 'HeldOutEarlyStopping', 'build_pipeline', 'early_stopping_fraction',
-           'fit_on_shuffled_rows']
+__all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'takes_missing_values', 'check_missing_values',
+           'GradientBoostingClassifierImpl', 'check_target', 'check_training_folds', 'HeldOutEarlyStopping',
+           'build_pipeline', 'early_stopping_fraction', 'fit_on_shuffled_rows']
 
 # %% ../nbs/03_models.ipynb #72be8c11
 try: from xgboost import XGBClassifier as _XGBClassifier
@@ -88,6 +89,11 @@ class BlendClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray: return self.vote_.predict_proba(X)
     def predict(self, X) -> np.ndarray: return self.vote_.predict(X)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # the linear member imputes its own numbers; the trees split on missing values
+        return tags
+
 # %% ../nbs/03_models.ipynb #e000bfa6
 def build_classifier(model_spec: ModelSpec | None = None) -> BaseEstimator:
     "The estimator of `model_spec.model_type`, with its hyperparameters and seed."
@@ -116,6 +122,28 @@ def iterations_used(model) -> int | None:
         # a logistic regression's n_iter_ is its solver's iterations, an array (one per class): no boosting
         if hasattr(est, attr) and np.ndim(getattr(est, attr)) == 0: return int(getattr(est, attr))
     return None
+
+# %% ../nbs/03_models.ipynb #8892a3ea
+def takes_missing_values(model_spec: ModelSpec) -> bool:
+    "Whether the model of `model_spec` fits on missing values (scikit-learn's `allow_nan` tag)."
+    return build_classifier(model_spec).__sklearn_tags__().input_tags.allow_nan
+
+# %% ../nbs/03_models.ipynb #db78e4a4
+def check_missing_values(X: pd.DataFrame, feature_spec: FeatureSpec, model_spec: ModelSpec) -> None:
+    "Raise `SpecError` when a group would hand missing values of `X` to a model that does not take them."
+    if takes_missing_values(model_spec): return
+    for i, group in enumerate(feature_spec.groups):
+        as_given = group.kind == "passthrough" or (group.kind in ("numeric", "boolean") and group.imputer_strategy is None)
+        missing = {c: n for c in group.columns if as_given and (n := int(X[c].isna().sum()))}
+        if not missing: continue
+        (column, n), more = next(iter(missing.items())), len(missing) - 1
+        takers = [t for t in MODEL_TYPES if importlib.util.find_spec(MODEL_TYPES[t][0].split(".")[0])
+                  and takes_missing_values(ModelSpec(model_type=t))]
+        field, fix = ((f"features.groups[{i}].kind", "make it a numeric group with an imputer_strategy") if group.kind == "passthrough"
+                      else (f"features.groups[{i}].imputer_strategy", "set mean, median, most_frequent or constant"))
+        raise SpecError([(field, f"column {column!r} has {n} missing values in {len(X)} rows" + (f" ({more} more columns too)" if more else "")
+                          + f", which this group hands as they are to the {model_spec.model_type} model, and it does not take them: "
+                          f"{fix}, or use a model that takes them ({', '.join(takers)})")], "the spec does not fit the data")
 
 # %% ../nbs/03_models.ipynb #01b5681f
 def GradientBoostingClassifierImpl(model_spec: ModelSpec | None = None) -> BaseEstimator:

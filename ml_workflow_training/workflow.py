@@ -26,7 +26,7 @@ from .data import database_url, dataset_fingerprint, load_data, release_freed_me
 from .evaluation import (compute_metrics, counting_fits, cross_validate_model, evaluation_positions, evaluation_sample,
                                              feature_importance, importance_figure, make_cv, permutation_budget, predict_proba_on_every_core,
                                              figure_png, prediction_figures, stratified_positions)
-from .models import build_pipeline, check_target, fit_on_shuffled_rows, iterations_used
+from .models import build_pipeline, check_missing_values, check_target, fit_on_shuffled_rows, iterations_used
 from .preprocessing import check_features
 from .specs import (CalibrationSpec, ComputeSpec, DataSpec, ThresholdSpec, FeatureSpec, FeatureStoreSpec, MLflowSpec, ModelSpec,
                                         RegistrySpec, TrainingSpec, TuningSpec, ValidationSpec, metrics_for_classes)
@@ -384,6 +384,7 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
         spec.check_against_data(len(y), check_target(y))
         check_features(X, spec.features)
         if X_test is not None: check_features(X_test, spec.features)
+        for rows in (X, X_test) if X_test is not None else (X,): check_missing_values(rows, spec.features, spec.model)
     # numpy's hashing gives the interpreter lock up: beside the fits it costs them little (1M rows: 0.1 s off the checks)
     fingerprint = in_background(lambda: dataset_fingerprint(X, y), "mlwt-fingerprint")
     return dict(X=X, y=y, X_test=X_test, y_test=y_test, source=source, lineage=lineage, fingerprint=fingerprint, shuffled=shuffled)

@@ -26,6 +26,11 @@ def small_spec(workdir):
     unensembled = small.to_dict() | {"calibration": {"method": "sigmoid", "cv_folds": 3, "ensemble": False}}
     unensembled["validation"] |= {"split": "time_series", "shuffle": False, "stratified": False}
     (workdir / "time_series_unensembled.yaml").write_text(yaml.safe_dump(unensembled))
+    from ml_workflow_training import FeatureSpecBuilder, ModelSpec, generate_database
+    generate_database(workdir / "data" / "gappy.db", n_samples=300, missing_rate=0.05)
+    small.model_copy(update={"data": small.data.model_copy(update={"db": "data/gappy.db"}), "model": ModelSpec(model_type="logistic_regression"),
+                             "features": FeatureSpecBuilder().add_numeric_group([f"feature_{i}" for i in range(20)], imputer_strategy=None).build()}
+                     ).save(workdir / "gaps_unimputed.yaml")
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     return workdir
@@ -38,6 +43,7 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-train", "--spec", "missing.yaml"], 2, "spec file not found: missing.yaml"),
     (["mlwt-validate-spec", "time_series_unensembled.yaml"], 2, "calibration.ensemble: False calibrates one model on an out-of-fold"),
     (["mlwt-train", "--spec", "time_series_unensembled.yaml", "--quiet"], 2, "validation.split 'time_series' cannot give"),
+    (["mlwt-train", "--spec", "gaps_unimputed.yaml", "--quiet"], 2, "features.groups[0].imputer_strategy: column 'feature_"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
