@@ -136,13 +136,14 @@ class RandomSearch(_Search):
 
 # %% ../nbs/05_tuning.ipynb #2fef901a
 def halving_min_resources(spec: TuningSpec, held_out: float | None, y, n_splits: int) -> int | str:
-    "Rows a halving search gives each candidate in its first round: scikit-learn's default, raised so that early stopping can hold out every class."
+    "Rows a halving search gives each candidate in its first round: scikit-learn's default, unless too few for the rarest class or early stopping."
     default = "exhaust" if spec.strategy == "halving_grid" else "smallest"
-    if not held_out: return default
     counts, n = pd.Series(np.asarray(y)).value_counts(), len(y)
     k = len(counts)
-    train_rows = max(math.ceil(k / held_out), math.ceil(2 * n / counts.min()))  # a watched row of each class; two of the rarest
-    rows = max(2 * n_splits * k, math.ceil(train_rows * n_splits / (n_splits - 1)) + n_splits)  # the first: scikit-learn's 'smallest'
+    train_rows = math.ceil(2 * n / counts.min())  # two rows of the rarest class in each training fold
+    if held_out: train_rows = max(train_rows, math.ceil(k / held_out))  # and a watched row of each class
+    rows = math.ceil(train_rows * n_splits / (n_splits - 1)) + n_splits
+    if rows <= 2 * n_splits * k: return default  # scikit-learn's 'smallest' is enough
     if spec.strategy == "halving_grid":  # 'exhaust': as few first-round rows as still end the last round on all of them
         rounds = 1 + math.floor(math.log(len(ParameterGrid(spec.param_grid)), spec.factor))
         rows = max(rows, int(n // spec.factor ** (rounds - 1)))

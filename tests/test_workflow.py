@@ -325,6 +325,20 @@ def test_a_halving_search_over_a_model_that_stops_early_trains_and_registers(wor
     assert results.tuning_summary["n_candidates"] >= 2, results.tuning_summary
 
 
+def test_a_halving_search_on_a_rare_class_keeps_it_in_every_first_round_fold(workdir):
+    "scikit-learn's first halving round (12 rows here) holds one or two rows of a 15% class: a training fold without it failed the logistic regression."
+    from ml_workflow_training import generate_database
+    from ml_workflow_training.specs import DataSpec, TuningSpec
+    generate_database("data/rare.db", n_samples=700, class_balance=[0.85, 0.15])
+    spec = TrainingSpec(data=DataSpec(db="data/rare.db"), features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(),
+                        model=ModelSpec(name="rare_lr", model_type="logistic_regression"),
+                        tuning=TuningSpec(strategy="halving_random", param_grid={"classifier__C": [0.01, 0.1, 1.0, 10.0]}, cv_folds=3,
+                                          factor=2, scoring="balanced_accuracy"),
+                        validation=ValidationSpec(cv_folds=3, primary_metric="balanced_accuracy"), mlflow={"enabled": False})
+    results = run_training(spec, verbose=False)
+    assert results.cv_score > 0.6 and results.tuning_summary["n_candidates"] >= 2
+
+
 def test_workflow_without_tracking_never_imports_mlflow(workdir):
     "With MLflow disabled the orchestration runs on its own: no MLflow module is even imported."
     import subprocess, sys
