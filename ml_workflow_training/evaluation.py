@@ -119,7 +119,13 @@ class MetricsScorer:
         self.metrics, self.sign_losses = tuple(metrics), sign_losses
 
     def __call__(self, estimator, X, y) -> dict[str, float] | float:
-        values = compute_metrics(y, estimator.predict_proba(X), estimator.classes_, self.metrics)
+        proba, classes = estimator.predict_proba(X), np.asarray(estimator.classes_)
+        if len(unseen := np.setdiff1d(np.unique(np.asarray(y)), classes)):  # a fold's model that never saw a class gives it 0
+            every = np.union1d(classes, unseen)
+            padded = np.zeros((len(proba), len(every)))
+            padded[:, np.searchsorted(every, classes)] = proba
+            proba, classes = padded, every
+        values = compute_metrics(y, proba, classes, self.metrics)
         if self.sign_losses: values = {k: v if METRICS[k]["greater_is_better"] else -v for k, v in values.items()}
         return values if len(self.metrics) > 1 else values[self.metrics[0]]
 

@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV, ParameterGrid, ParameterSampler,
-                                     RandomizedSearchCV, StratifiedKFold)
+                                     RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit)
 
 from .core import WorkflowError
 from .evaluation import MetricsScorer, new_figure, parallel_fits
@@ -26,8 +26,8 @@ from .models import check_target, check_training_folds, early_stopping_fraction
 from .specs import METRICS, Distribution, TuningSpec
 
 # %% auto #0
-__all__ = ['to_scipy', 'GridSearch', 'RandomSearch', 'halving_min_resources', 'HalvingSearch', 'OptunaSearch', 'study_figures',
-           'make_search']
+__all__ = ['MISSING_CLASS_RISK', 'to_scipy', 'GridSearch', 'RandomSearch', 'halving_min_resources', 'HalvingSearch',
+           'OptunaSearch', 'study_figures', 'make_search']
 
 # %% ../nbs/05_tuning.ipynb #f4cb1fed
 def to_scipy(value: list | Distribution):
@@ -135,14 +135,20 @@ class RandomSearch(_Search):
         return search
 
 # %% ../nbs/05_tuning.ipynb #2fef901a
-def halving_min_resources(spec: TuningSpec, held_out: float | None, y, n_splits: int) -> int | str:
+MISSING_CLASS_RISK = 0.01  # the chance a first-round training sample may have of holding no row of the rarest class
+
+def halving_min_resources(spec: TuningSpec, held_out: float | None, y, cv) -> int | str:
     "Rows a halving search gives each candidate in its first round: scikit-learn's default, unless too few for the rarest class or early stopping."
     default = "exhaust" if spec.strategy == "halving_grid" else "smallest"
     counts, n = pd.Series(np.asarray(y)).value_counts(), len(y)
-    k = len(counts)
-    train_rows = math.ceil(2 * n / counts.min())  # two rows of the rarest class in each training fold
+    k, n_splits = len(counts), cv.get_n_splits()
+    rarest = counts.min() / n
+    # scikit-learn samples each fold's training rows at random, unstratified: rows enough to hold the rarest class but rarely
+    train_rows = math.ceil(math.log(MISSING_CLASS_RISK) / math.log1p(-rarest)) if rarest < 1 else 1
     if held_out: train_rows = max(train_rows, math.ceil(k / held_out))  # and a watched row of each class
-    rows = math.ceil(train_rows * n_splits / (n_splits - 1)) + n_splits
+    fold = n - n_splits * (n // (n_splits + 1)) if isinstance(cv, TimeSeriesSplit) else n - math.ceil(n / n_splits)  # the smallest training fold
+    rows = math.ceil(train_rows * n / fold)
+    if int(rows / n * fold) < train_rows: rows += 1  # as scikit-learn rounds each fold's sample down
     if rows <= 2 * n_splits * k: return default  # scikit-learn's 'smallest' is enough
     if spec.strategy == "halving_grid":  # 'exhaust': as few first-round rows as still end the last round on all of them
         rounds = 1 + math.floor(math.log(len(ParameterGrid(spec.param_grid)), spec.factor))
@@ -153,9 +159,9 @@ def halving_min_resources(spec: TuningSpec, held_out: float | None, y, n_splits:
 class HalvingSearch(_Search):
     "Successive halving: every candidate on a small sample, the best third on three times more, and so on."
     def fit(self, pipeline, X, y, groups=None, cv=None) -> "HalvingSearch":
-        "As every search does; the first round's samples large enough for the early stopping inside `pipeline`."
-        n_splits = getattr(cv, "n_splits", None) or self.tuning_spec.cv_folds
-        self.min_resources_ = halving_min_resources(self.tuning_spec, early_stopping_fraction(pipeline), y, n_splits)
+        "As every search does; the first round's samples large enough for the rarest class and for early stopping inside `pipeline`."
+        cv = self._checked_cv(X, y, groups, cv)
+        self.min_resources_ = halving_min_resources(self.tuning_spec, early_stopping_fraction(pipeline), y, cv)
         return super().fit(pipeline, X, y, groups, cv)
 
     def _make(self, pipeline, cv, scorer):

@@ -339,6 +339,24 @@ def test_a_halving_search_on_a_rare_class_keeps_it_in_every_first_round_fold(wor
     assert results.cv_score > 0.6 and results.tuning_summary["n_candidates"] >= 2
 
 
+@pytest.mark.parametrize("model_type, split, balance", [("blend", "kfold", [0.7, 0.2, 0.1]), ("random_forest", "time_series", None)])
+def test_a_halving_search_scores_log_loss_on_three_classes_whatever_its_samples_hold(workdir, model_type, split, balance):
+    "Each halving round samples every fold's rows at random: a fold's model may miss a class that its test rows hold (log loss refused it)."
+    from ml_workflow_training import generate_database
+    from ml_workflow_training.specs import DataSpec, TuningSpec
+    generate_database("data/three.db", n_samples=700, n_classes=3, class_balance=balance, n_categorical=2)
+    in_order = split == "time_series"
+    grid = {"classifier__weights": [[1, 1], [1, 2], [2, 1]]} if model_type == "blend" else {"classifier__max_depth": [2, 4, 8]}
+    spec = TrainingSpec(data=DataSpec(db="data/three.db"),
+                        features=FeatureSpecBuilder().add_numeric_group(FEATURES).add_categorical_group(["category_0", "category_1"]).build(),
+                        model=ModelSpec(model_type=model_type, hyperparameters={} if model_type == "blend" else {"n_estimators": 20}),
+                        tuning=TuningSpec(strategy="halving_random", param_grid=grid, cv_folds=3, factor=2, scoring="log_loss"),
+                        validation=ValidationSpec(cv_folds=3, split=split, shuffle=not in_order, stratified=not in_order, primary_metric="log_loss"),
+                        mlflow={"enabled": False})
+    results = run_training(spec, verbose=False)
+    assert 0 < results.tuning_summary["best_score"] < 1.1 and results.cv_score < 1.1
+
+
 def test_workflow_without_tracking_never_imports_mlflow(workdir):
     "With MLflow disabled the orchestration runs on its own: no MLflow module is even imported."
     import subprocess, sys
