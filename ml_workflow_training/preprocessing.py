@@ -23,8 +23,8 @@ from .specs import FeatureGroup, FeatureSpec
 __all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'rows_contiguous', 'FeatureSpecPipeline']
 
 # %% ../nbs/02_preprocessing.ipynb #3e270806
-def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
-    "Raise `InputError` when `X` lacks a column of `spec`, or a column cannot be used as its group says."
+def check_features(X: pd.DataFrame, spec: FeatureSpec, training: bool = True) -> None:
+    "Raise `InputError` when `X` lacks a column of `spec`, or a column cannot be used as its group says (`training`: to fit on)."
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"X must be a pandas DataFrame with named columns, got {type(X).__name__}")
     have = [str(c) for c in X.columns]
@@ -41,7 +41,7 @@ def check_features(X: pd.DataFrame, spec: FeatureSpec) -> None:
         for c in group.columns:
             col = X[c]
             if col.dtype.kind == "f" and np.isfinite(col.to_numpy()).all(): continue  # the usual column: one numpy pass, no pandas calls
-            if len(col) and col.isna().all() and group.imputer_strategy != "constant":
+            if training and len(col) and col.isna().all() and group.imputer_strategy != "constant":  # rows to predict may all lack it
                 raise InputError(f"column {c!r} is entirely missing: drop it or impute it with a constant")
             if group.kind == "numeric" and not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
                 bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
@@ -159,7 +159,7 @@ class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
         "`X` checked and prepared by the fitted groups, in the layout the column transformer gives."
         check_is_fitted(self)
         X = self._frame(X, reset=False)
-        check_features(X, self._spec(X))
+        check_features(X, self._spec(X), training=False)
         return self.column_transformer_.transform(X)
 
     def transform(self, X) -> pd.DataFrame:

@@ -383,7 +383,7 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
                              "(data.columns) even if the model does not use it")
         spec.check_against_data(len(y), check_target(y))
         check_features(X, spec.features)
-        if X_test is not None: check_features(X_test, spec.features)
+        if X_test is not None: check_features(X_test, spec.features, training=False)
         for rows in (X, X_test) if X_test is not None else (X,): check_missing_values(rows, spec.features, spec.model)
     # numpy's hashing gives the interpreter lock up: beside the fits it costs them little (1M rows: 0.1 s off the checks)
     fingerprint = in_background(lambda: dataset_fingerprint(X, y), "mlwt-fingerprint")

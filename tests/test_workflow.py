@@ -304,6 +304,11 @@ def test_every_model_type_trains_registers_and_loads_by_alias_through_run_traini
     X = load_data()[0].head(100)
     loaded = load_model(f"models:/every_{model_type}@staging", tracking_uri="sqlite:///mlflow.db")
     np.testing.assert_allclose(loaded.predict_proba(X), results.pipeline.predict_proba(X), rtol=0, atol=1e-12)
+    one_gap = X.head(1).assign(feature_3=np.nan)  # one row to score with one value missing, as a request to a served model
+    np.testing.assert_allclose(loaded.predict_proba(one_gap), results.pipeline.predict_proba(one_gap), rtol=0, atol=1e-12)
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")  # absolute: MLflow keeps a store per URI text
+    served = mlflow.pyfunc.load_model(f"models:/every_{model_type}@staging").predict(model_input_frame(one_gap))
+    np.testing.assert_array_equal(served["label"], results.pipeline.predict(one_gap))
     assert set(plt.get_fignums()) == held_before  # the run's figures are its own: pyplot holds none open
 
 
