@@ -134,7 +134,8 @@ def check_missing_values(X: pd.DataFrame, feature_spec: FeatureSpec, model_spec:
     if takes_missing_values(model_spec): return
     for i, group in enumerate(feature_spec.groups):
         as_given = group.kind == "passthrough" or (group.kind in ("numeric", "boolean") and group.imputer_strategy is None)
-        missing = {c: n for c in group.columns if as_given and (n := int(X[c].isna().sum()))}
+        if not as_given: continue
+        missing = {c: n for c in group.columns if (n := int(X[c].isna().sum()))}
         if not missing: continue
         (column, n), more = next(iter(missing.items())), len(missing) - 1
         takers = [t for t in MODEL_TYPES if importlib.util.find_spec(MODEL_TYPES[t][0].split(".")[0])

@@ -55,8 +55,11 @@ class _Search:
 
     def fit(self, pipeline, X, y, groups=None, cv=None) -> "_Search":
         "Search over `pipeline` on `(X, y)`; `cv` defaults to stratified, shuffled folds."
+        return self._search(pipeline, X, y, groups, self._checked_cv(X, y, groups, cv))
+
+    def _search(self, pipeline, X, y, groups, cv) -> "_Search":
+        "Run the search on folds `cv` already checked against the target."
         spec = self.tuning_spec
-        cv = self._checked_cv(X, y, groups, cv)
         self.search_ = self._make(pipeline, cv, MetricsScorer([spec.scoring], sign_losses=True))
         t0 = time.perf_counter()
         with parallel_fits(spec.n_jobs): self.search_.fit(X, y, groups=groups)
@@ -144,7 +147,7 @@ def halving_min_resources(spec: TuningSpec, held_out: float | None, y, cv) -> in
     k, n_splits = len(counts), cv.get_n_splits()
     rarest = counts.min() / n
     # scikit-learn samples each fold's training rows at random, unstratified: rows enough to hold the rarest class but rarely
-    train_rows = math.ceil(math.log(MISSING_CLASS_RISK) / math.log1p(-rarest)) if rarest < 1 else 1
+    train_rows = math.ceil(math.log(MISSING_CLASS_RISK) / math.log1p(-rarest))  # two classes at least: check_target said so
     if held_out: train_rows = max(train_rows, math.ceil(k / held_out))  # and a watched row of each class
     fold = n - n_splits * (n // (n_splits + 1)) if isinstance(cv, TimeSeriesSplit) else n - math.ceil(n / n_splits)  # the smallest training fold
     rows = math.ceil(train_rows * n / fold)
@@ -162,7 +165,7 @@ class HalvingSearch(_Search):
         "As every search does; the first round's samples large enough for the rarest class and for early stopping inside `pipeline`."
         cv = self._checked_cv(X, y, groups, cv)
         self.min_resources_ = halving_min_resources(self.tuning_spec, early_stopping_fraction(pipeline), y, cv)
-        return super().fit(pipeline, X, y, groups, cv)
+        return self._search(pipeline, X, y, groups, cv)
 
     def _make(self, pipeline, cv, scorer):
         s, c = self.tuning_spec, self._common(scorer) | dict(min_resources=self.min_resources_)
