@@ -214,19 +214,25 @@ def test_remote_tracking_server(workdir, mlflow_server):
         load_model("models:/small_gb/Production", tracking_uri=mlflow_server)
 
 
-def served_predictions(workdir, model_uri: str, sample) -> pd.DataFrame:
-    "Predictions of `model_uri` from a real `mlflow models serve` over HTTP: a label and a probability per class, each row."
+def served_predictions(workdir, model_uri: str, sample, *more) -> pd.DataFrame | list[pd.DataFrame]:
+    "Predictions of `model_uri` from a real `mlflow models serve` over HTTP: a label and a probability per class, each row; one request per sample."
     port = free_port()
     proc = start_process([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
                           "--host", "127.0.0.1", "--port", str(port)], workdir / "serve.log",
                          env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "PATH": f"{BIN}:/usr/bin:/bin"})
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=120)
-        frame = model_input_frame(sample)  # exact floats (pandas' to_json keeps 10 digits: enough to move a row across a tree's split)
-        rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
-        body = json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": rows}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r: return pd.DataFrame(json.loads(r.read())["predictions"])
+        answers = []
+        for one in (sample, *more):
+            frame = model_input_frame(one)  # exact floats (pandas' to_json keeps 10 digits: enough to move a row across a tree's split)
+            rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()  # a missing value travels as JSON null
+            body = json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": rows}}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r: answers.append(pd.DataFrame(json.loads(r.read())["predictions"]))
+            except urllib.error.HTTPError as e:
+                raise AssertionError(f"the server refused a request of {len(frame)} row(s): {e.read().decode()[:2000]}") from None
+        return answers[0] if not more else answers
     finally:
         stop_process(proc)
 
@@ -234,7 +240,11 @@ def served_predictions(workdir, model_uri: str, sample) -> pd.DataFrame:
 def test_registered_model_served_over_http(workdir):
     results = run_training(small_spec("sqlite:///mlflow.db"), verbose=False)
     X, _ = load_data()
-    served = served_predictions(workdir, "models:/small_gb@staging", X.head(50))
+    one = X.iloc[[7]].copy()
+    one.loc[:, ["feature_0", "feature_3"]] = np.nan  # the usual single request with gaps: each of its columns wholly missing
+    served, served_one = served_predictions(workdir, "models:/small_gb@staging", X.head(50), one)
+    np.testing.assert_allclose(served_one[["proba_0", "proba_1"]].to_numpy(), results.pipeline.predict_proba(one), rtol=0, atol=1e-12)
+    assert served_one["label"].tolist() == results.pipeline.predict(one).tolist()
     assert list(served.columns) == ["label", "proba_0", "proba_1"]
     np.testing.assert_array_equal(served["label"], results["pipeline"].predict(X.head(50)))
     np.testing.assert_allclose(served[["proba_0", "proba_1"]].to_numpy(), results["pipeline"].predict_proba(X.head(50)), rtol=0, atol=1e-12)
@@ -253,7 +263,11 @@ def test_multiclass_blend_with_string_labels_served_over_http(workdir):
     results = run_training(spec.model_copy(update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": "sqlite:///mlflow.db"})}),
                            X=X, y=labels, verbose=False)
     assert results.registered and set(results.pipeline.classes_) == {"ant", "bee", "cat"}
-    served = served_predictions(workdir, f"models:/{spec.model.name}@staging", X.head(60))
+    one = X.iloc[[3]].copy()
+    one.loc[:, ["feature_0", "category_0"]] = np.nan  # one request row missing a number and a category
+    served, served_one = served_predictions(workdir, f"models:/{spec.model.name}@staging", X.head(60), one)
+    assert served_one["label"].tolist() == results.pipeline.predict(one).tolist()
+    np.testing.assert_allclose(served_one[["proba_ant", "proba_bee", "proba_cat"]].to_numpy(), results.pipeline.predict_proba(one), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(served["label"], results.pipeline.predict(X.head(60)))
     assert set(served["label"]) <= {"ant", "bee", "cat"} and list(served.columns) == ["label", "proba_ant", "proba_bee", "proba_cat"]
     np.testing.assert_allclose(served[["proba_ant", "proba_bee", "proba_cat"]].to_numpy(), results.pipeline.predict_proba(X.head(60)), rtol=0, atol=1e-12)
