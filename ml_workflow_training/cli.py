@@ -9,6 +9,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,6 +18,7 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_command, 
 from .data import database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
+
 
 # %% auto #0
 __all__ = ['generate_database_main', 'validate_spec_main', 'report', 'train_main', 'notebook_report', 'reproduce_main',
@@ -186,15 +188,25 @@ def _sweep_runs(tracking_uri: str) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #9fd4dc7e
+def _yaml_or_text(text: str) -> Any:
+    "`text` as YAML reads it (`200` an int, `{C: 0.5}` a dict); text that is not YAML stays text, as papermill's `-p` leaves it."
+    try: return yaml.safe_load(text)
+    except yaml.YAMLError: return text
+
+# %% ../nbs/09_cli.ipynb #2096a781
 def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> dict:
     "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML: 200 is an int) and a YAML file."
     out = {}
     if params_file:
         p = Path(params_file)
         if not p.exists(): raise SpecError([("", f"parameters file not found: {p}")], "invalid notebook parameters")
-        out.update(yaml.safe_load(p.read_text()) or {})
-    out.update({name: yaml.safe_load(value) for name, value in pairs or []})
+        try: read = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e: raise SpecError([("", f"parameters file {p} is not YAML: {e}")], "invalid notebook parameters") from None
+        if not isinstance(read, (dict, type(None))): raise SpecError([("", f"parameters file {p} holds no mapping of names to values")], "invalid notebook parameters")
+        out.update(read or {})
+    out.update({name: _yaml_or_text(value) for name, value in pairs or []})
     return out
+
 
 # %% ../nbs/09_cli.ipynb #7ed512eb
 def notebook_main(argv: list[str] | None = None) -> int:

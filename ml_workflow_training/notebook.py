@@ -18,9 +18,10 @@ import time
 import weakref
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 import pandas as pd
+import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from .builders import default_training_spec
@@ -65,14 +66,26 @@ PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "registe
                                    "time_budget_s": float, "search": str}
 
 # %% ../nbs/10_notebook.ipynb #a5195250
+def _from_text(value: Any, kind: Any) -> Any:
+    "`value` as papermill's `-p` leaves it (text) read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None."
+    if not isinstance(value, str): return value
+    takes = set(get_args(kind)) or {kind}
+    if dict in takes and value.lstrip().startswith("{"):
+        try: parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e: raise ValueError(f"is not a mapping in YAML or JSON: {getattr(e, 'problem', None) or e} (got {value!r})") from None
+        if isinstance(parsed, dict): return parsed
+    if type(None) in takes and value.strip().lower() in ("null", "none", "~"): return None
+    return value
+
+# %% ../nbs/10_notebook.ipynb #60f0771d
 def typed_parameters(params: dict) -> dict:
-    "`params` parsed by their types (`'false'` is False, `'200'` is 200); `SpecError` naming each one that does not parse."
+    "`params` parsed by their types (`'false'` is False, `'200'` is 200, `'{C: 0.5}'` a dict); `SpecError` naming each one that does not parse."
     out, problems = dict(params), []
     for name, kind in PARAMETER_TYPES.items():
         if out.get(name) is None: continue
-        try: out[name] = TypeAdapter(kind).validate_python(out[name])
-        except ValidationError as e:
-            problems.append((name, f"{e.errors()[0]['msg']} (got {out[name]!r})"))
+        try: out[name] = TypeAdapter(kind).validate_python(_from_text(out[name], kind))
+        except ValueError as e:  # pydantic's ValidationError is one
+            problems.append((name, f"{e.errors()[0]['msg']} (got {out[name]!r})" if isinstance(e, ValidationError) else str(e)))
     if problems: raise SpecError(problems, "invalid notebook parameters")
     return out
 
@@ -86,9 +99,13 @@ def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec
     data = (TrainingSpec.load(spec_file) if spec_file else default_training_spec()).to_dict()
     p = {k: v for k, v in typed_parameters(params).items() if v is not None}
     model = data["model"]
+    no_search = None if data.get("tuning") else "the spec has no tuning: give a spec_file with one"
     if "model_type" in p and p["model_type"] != model["model_type"]:
+        if data.get("tuning"):  # the grid named the old model's parameters
+            data["tuning"] = None
+            no_search = (f"model_type {p['model_type']!r} drops the spec's grid, which named {model['model_type']!r}'s parameters: "
+                         "give a spec_file with a grid for it")
         model.update(model_type=p["model_type"], hyperparameters={})
-        if data.get("tuning"): data["tuning"] = None  # the grid named the old model's parameters
     for name in ("n_estimators", "learning_rate", "max_depth"):
         if name in p: model["hyperparameters"][_ALIASES.get((model["model_type"], name), name)] = p[name]
     model["hyperparameters"].update(p.get("hyperparameters") or {})
@@ -104,9 +121,14 @@ def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec
     if "search" in p and data.get("tuning"): data["tuning"]["strategy"] = p["search"]
     if p.get("register") is False: ml["registry"]["enabled"] = False
     if data.get("tuning"):  # a grid over a parameter that is now fixed would search it anyway
-        for name in ("n_estimators", "learning_rate", "max_depth"):
-            if name in p: data["tuning"]["param_grid"].pop(f"classifier__{name}", None)
-        if not data["tuning"]["param_grid"]: data["tuning"] = None
+        fixed = [name for name in ("n_estimators", "learning_rate", "max_depth") if name in p]
+        for name in fixed: data["tuning"]["param_grid"].pop(f"classifier__{name}", None)
+        if not data["tuning"]["param_grid"]:
+            data["tuning"], no_search = None, f"fixing {', '.join(fixed)} left the spec's grid empty"
+    if not data.get("tuning") and p.get("tuning") is not False:  # asked for a search that nothing would run: said, not dropped
+        asked = [(k, p[k]) for k in ("tuning", "search", "time_budget_s") if k in p]
+        if asked: raise SpecError([(k, f"{v!r} asks for a hyperparameter search, but this run has none: {no_search}") for k, v in asked],
+                                  "invalid notebook parameters")
     return TrainingSpec.from_dict(data)
 
 # %% ../nbs/10_notebook.ipynb #c6fd470b

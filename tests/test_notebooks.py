@@ -116,6 +116,9 @@ def test_with_mlflow_off_a_jupyter_kernel_shows_each_figure_once_where_the_repor
     (["-p", "n_estimators", "many"], "n_estimators: Input should be a valid integer", 2),
     (["-p", "spec_file", "missing.yaml"], "spec file not found: missing.yaml", 2),
     (["-p", "table", "nope"], "unknown table 'nope'", 1),
+    (["-p", "model_type", "random_forest", "-p", "search", "halving_random"],  # the new model drops the grid: no search would run
+     "search: 'halving_random' asks for a hyperparameter search, but this run has none: model_type 'random_forest' drops the spec's grid", 2),
+    (["-p", "hyperparameters", "{max_depth: [3}"], "hyperparameters: is not a mapping in YAML or JSON", 2),  # mlwt-notebook: no traceback
 ])
 def test_bad_parameters_fail_with_a_clear_message(workdir, args, message, code):
     uri = f"sqlite:///{workdir}/mlflow.db"
@@ -207,6 +210,22 @@ def test_template_ships_in_the_wheel(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as z:
         assert z.read("ml_workflow_training/templates/train.ipynb") == template_path().read_bytes()
+
+
+COST = "{objective: cost, costs: {false_positive: 1, false_negative: 5}}"
+
+
+@pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook"])
+def test_mappings_given_as_text_reach_the_spec_and_the_run(workdir, entry):
+    "papermill's -p leaves '{...}' as text (only numbers, True, False and None are typed): hyperparameters, tags and a cost threshold so written reach the run."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = [*TINY, "-p", "tracking_uri", uri, "-p", "hyperparameters", '{"min_samples_leaf": 3}', "-p", "tags", "{team: ml}", "-p", "threshold", COST]
+    if entry == "papermill": out = papermill("data/runs/m.ipynb", *args, cwd=workdir)
+    else: out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *args, "-o", "data/runs/m.ipynb"], cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _, (run,) = runs(uri)
+    assert run.data.params["model.hyperparameters.min_samples_leaf"] == "3" and run.data.tags["team"] == "ml"
+    assert run.data.params["threshold.objective"] == "cost" and "threshold_cost_per_row" in run.data.metrics, (run.data.params, run.data.metrics)
 
 
 @pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook"])
