@@ -12,9 +12,10 @@ from .specs import (CalibrationSpec, DataSpec, FeatureSpec, FeatureStoreSpec, ML
                                         Spec, TrainingSpec, TuningSpec, ValidationSpec)
 
 # %% auto #0
-__all__ = ['IDENTIFIER_MIN_ROWS', 'FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder', 'RandomSearchSpecBuilder',
-           'CalibrationSpecBuilder', 'ValidationSpecBuilder', 'MLflowSpecBuilder', 'FeatureStoreSpecBuilder',
-           'DataSpecBuilder', 'default_training_spec', 'feature_groups_for', 'left_out_columns', 'spec_for_table']
+__all__ = ['IDENTIFIER_MIN_ROWS', 'ISO_DATE', 'FeatureSpecBuilder', 'ModelSpecBuilder', 'GridSearchSpecBuilder',
+           'RandomSearchSpecBuilder', 'CalibrationSpecBuilder', 'ValidationSpecBuilder', 'MLflowSpecBuilder',
+           'FeatureStoreSpecBuilder', 'DataSpecBuilder', 'default_training_spec', 'feature_groups_for',
+           'left_out_columns', 'spec_for_table']
 
 # %% ../nbs/01a_builders.ipynb #c32d35d0
 class _Builder:
@@ -220,10 +221,11 @@ def feature_groups_for(X) -> FeatureSpec:
 
 # %% ../nbs/01a_builders.ipynb #0721e337
 IDENTIFIER_MIN_ROWS = 20  # fewer rows than this, and every column may look unique
+ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"  # how SQLite and CSV files hold dates and times
 
 
 def left_out_columns(X) -> dict[str, str]:
-    "The columns of `X` a starting spec leaves out, each with why: a type no feature group takes, or an identifier."
+    "The columns of `X` a starting spec leaves out, each with why: a type no feature group takes (dates as text too), or an identifier."
     import numpy as np
     import pandas as pd
     why = {}
@@ -235,9 +237,14 @@ def left_out_columns(X) -> dict[str, str]:
             if enough and (np.diff(values.to_numpy(dtype=np.int64)) == 1).all(): why[name] = "whole numbers counting up by one: a row number"
         elif pd.api.types.is_numeric_dtype(dtype): continue
         elif _is_text(dtype):
-            if enough and values.nunique() == len(values): why[name] = "a different text in every row: an identifier"
+            seen = pd.Series(values.unique()[:200], dtype=object).astype(str)  # the first distinct values say what the column holds
+            if len(seen) and seen.str.fullmatch(ISO_DATE).all():  # one-hot over dates learns nothing about a date not seen yet
+                why[name] = (f"dates as text (e.g. {seen.iloc[0]!r}), a type no feature group takes: derive numbers from it "
+                             "(in a view, for instance)")
+            elif enough and values.nunique() == len(values): why[name] = "a different text in every row: an identifier"
         else: why[name] = f"{dtype}, a type no feature group takes: derive numbers from it (in a view, for instance)"
     return why
+
 
 # %% ../nbs/01a_builders.ipynb #366c5779
 def spec_for_table(X, data: DataSpec | None = None, model_type: str = "blend") -> TrainingSpec:

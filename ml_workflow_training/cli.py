@@ -195,7 +195,8 @@ def _yaml_or_text(text: str) -> Any:
 
 # %% ../nbs/09_cli.ipynb #2096a781
 def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> dict:
-    "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML: 200 is an int) and a YAML file."
+    "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML, 200 an int, except where the parameter is text) and a YAML file."
+    from ml_workflow_training.notebook import PARAMETER_TYPES
     out = {}
     if params_file:
         p = Path(params_file)
@@ -204,7 +205,8 @@ def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> 
         except yaml.YAMLError as e: raise SpecError([("", f"parameters file {p} is not YAML: {e}")], "invalid notebook parameters") from None
         if not isinstance(read, (dict, type(None))): raise SpecError([("", f"parameters file {p} holds no mapping of names to values")], "invalid notebook parameters")
         out.update(read or {})
-    out.update({name: _yaml_or_text(value) for name, value in pairs or []})
+    # a name's text stays as typed: YAML would make `-p run_name 'v2: draft'` a mapping, `yes` True and `2024-12-05` a date
+    out.update({name: value if PARAMETER_TYPES.get(name) is str else _yaml_or_text(value) for name, value in pairs or []})
     return out
 
 

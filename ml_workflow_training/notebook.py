@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import datetime
 import itertools
 import json
 import logging
@@ -63,11 +64,24 @@ def check_parameters(names: Iterable[str]) -> None:
 # %% ../nbs/10_notebook.ipynb #9c47a0f3
 PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "register": bool, "n_estimators": int, "max_depth": int | None,
                                    "limit": int, "learning_rate": float, "hyperparameters": dict, "tags": dict, "threshold": str | dict,
-                                   "time_budget_s": float, "search": str}
+                                   "time_budget_s": float, "search": str,
+                                   **{name: str for name in ("model_type", "db", "table", "target", "experiment", "tracking_uri", "run_name",
+                                                             "dask_address")}}
+
+
+# %% ../nbs/10_notebook.ipynb #f2685eb3
+def _as_text(value: Any) -> Any:
+    "A number or a date given for a text parameter, as the text it was written as (papermill's `-p 20241205`, YAML's `2024-12-05`); a boolean refused."
+    if isinstance(value, bool):
+        raise ValueError(f"is {value!r}, not text: papermill's -p and YAML read True and False (YAML also yes, no, on and off) as a boolean; "
+                         "pass it with papermill's -r, or quote it in YAML")
+    return str(value) if isinstance(value, (int, float, datetime.date)) else value  # a datetime is a date
+
 
 # %% ../nbs/10_notebook.ipynb #a5195250
 def _from_text(value: Any, kind: Any) -> Any:
-    "`value` as papermill's `-p` leaves it (text) read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None."
+    "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text."
+    if kind is str: return _as_text(value)
     if not isinstance(value, str): return value
     takes = set(get_args(kind)) or {kind}
     if dict in takes and value.lstrip().startswith("{"):
@@ -76,6 +90,7 @@ def _from_text(value: Any, kind: Any) -> Any:
         if isinstance(parsed, dict): return parsed
     if type(None) in takes and value.strip().lower() in ("null", "none", "~"): return None
     return value
+
 
 # %% ../nbs/10_notebook.ipynb #60f0771d
 def typed_parameters(params: dict) -> dict:
@@ -236,12 +251,20 @@ def _kernel_manager_writing_to(log):
             return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
     return KernelManagerWithLog
 
+# %% ../nbs/10_notebook.ipynb #7a0ef479
+def _json_ready(value: Any) -> Any:
+    "`value` with each date in it as its text (YAML reads `2024-12-05` as a date): papermill records the parameters as JSON."
+    if isinstance(value, dict): return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)): return [_json_ready(v) for v in value]
+    return str(value) if isinstance(value, datetime.date) else value
+
+
 # %% ../nbs/10_notebook.ipynb #6a5c4d82
 def run_notebook(parameters: dict | None = None, output: str | Path | None = None, template: str | Path | None = None,
                  log_notebook: bool = True, progress: bool = False) -> dict:
     "Execute the training notebook with `parameters`; return its result record (run id, metrics, output path)."
     import papermill as pm
-    parameters = dict(parameters or {})
+    parameters = _json_ready(dict(parameters or {}))
     template = Path(template) if template else template_path()
     if not template.exists(): raise NotebookError(f"notebook not found: {template}")
     if not has_parameters_cell(template):
@@ -328,8 +351,8 @@ def _one_destination(specs: list[TrainingSpec]) -> TrainingSpec:
 def sweep(param_sets: list[dict] | dict, base: dict | None = None, max_parallel: int = 2, out_dir: str | Path = "data/runs/sweep",
           template: str | Path | None = None, name: str = "sweep") -> pd.DataFrame:
     "Run the training notebook over `param_sets` (a list, or a grid dict) in parallel; one row per run."
-    sets = expand_grid(param_sets) if isinstance(param_sets, dict) else list(param_sets)
-    base = dict(base or {})
+    sets = _json_ready(expand_grid(param_sets) if isinstance(param_sets, dict) else list(param_sets))  # the table and the record show the text
+    base = _json_ready(dict(base or {}))
     for ps in sets: check_parameters({**base, **ps})  # an unknown name refuses the whole sweep
     specs = []
     for ps in sets or [{}]:

@@ -241,3 +241,39 @@ def test_register_false_as_text_registers_nothing(workdir, entry):
     client, (run,) = runs(uri)
     assert run.info.status == "FINISHED" and run.data.tags["registered"] == "false"
     assert run.data.tags["registration"] == "registry disabled in the spec" and client.search_registered_models() == []
+
+
+@pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook", "mlwt-sweep"])
+def test_names_typed_as_numbers_dates_or_yaml_stay_the_text_given(workdir, entry):
+    "A run or experiment named by a date or a number (`-p run_name 20241205`, `experiment: 2024-12-05` in YAML) or with a colon is that text, not refused."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    if entry == "papermill":  # papermill's -p types 20241205 and 2024 as ints
+        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "run_name", "20241205", "-p", "experiment", "2024", cwd=workdir)
+        names, experiment = ["20241205"], "2024"
+    elif entry == "mlwt-notebook":  # YAML would read -p's text as a mapping, and the file's as a date
+        (workdir / "p.yaml").write_text("experiment: 2024-12-05\n")
+        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "run_name", "v2: draft",
+                              "--parameters-file", "p.yaml", "-o", "data/runs/n.ipynb"], cwd=workdir, capture_output=True, text=True)
+        names, experiment = ["v2: draft"], "2024-12-05"
+    else:  # unquoted in the sweep file: a date and an int
+        (workdir / "names.yaml").write_text(f"base: {{tuning: false, calibration: false, n_estimators: 20, tracking_uri: '{uri}', experiment: 2024-12-05}}\n"
+                                            "runs: [{run_name: 20241205}, {run_name: 2024-12-06}]\n")
+        out = subprocess.run([str(BIN / "mlwt-sweep"), "names.yaml"], cwd=workdir, capture_output=True, text=True)
+        names, experiment = ["20241205", "2024-12-06"], "2024-12-05"
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    _, found = runs(uri, experiment)
+    named = [r for r in found if r.info.run_name in names]
+    assert sorted(r.info.run_name for r in named) == sorted(names), [r.info.run_name for r in found]
+    assert all(r.info.status == "FINISHED" for r in named)
+
+
+def test_a_boolean_given_for_a_name_is_refused_naming_papermills_raw_flag(workdir):
+    "papermill's -p reads True as a boolean: a run name so given is refused before a run opens, saying how to pass the text."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    out = papermill("data/runs/b.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "run_name", "True", cwd=workdir)
+    assert out.returncode != 0
+    assert "run_name: is True, not text" in out.stderr and "papermill's -r" in out.stderr, out.stderr[-2000:]
+    assert runs(uri)[1] == []
+    out = papermill("data/runs/r.ipynb", *TINY, "-p", "tracking_uri", uri, "-r", "run_name", "True", cwd=workdir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [r.info.run_name for r in runs(uri)[1]] == ["True"]
