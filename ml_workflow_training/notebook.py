@@ -19,15 +19,15 @@ import time
 import weakref
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, get_args
+from typing import Annotated, Any, Iterable, get_args
 
 import pandas as pd
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from .builders import default_training_spec
 from .core import Interrupted, NotebookError, SpecError, mean_std, skip_final_collection, suggest
-from .specs import METRICS, TrainingSpec
+from .specs import METRICS, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
 # %% auto #0
@@ -64,7 +64,8 @@ def check_parameters(names: Iterable[str]) -> None:
 # %% ../nbs/10_notebook.ipynb #9c47a0f3
 PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "register": bool, "n_estimators": int, "max_depth": int | None,
                                    "limit": int, "learning_rate": float, "hyperparameters": dict, "tags": dict, "threshold": str | dict,
-                                   "time_budget_s": float, "search": str,
+                                   # as the tuning spec takes them: checked even where tuning=False makes them moot
+                                   "time_budget_s": Annotated[float, Field(gt=0)], "search": TuningSpec.model_fields["strategy"].annotation,
                                    **{name: str for name in ("model_type", "db", "table", "target", "experiment", "tracking_uri", "run_name",
                                                              "dask_address")}}
 
