@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextvars
+import datetime
 import hashlib
 import importlib.util
 import json
@@ -67,6 +68,8 @@ def spec_error(err: ValidationError, model: type[BaseModel]) -> SpecError:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] != "value_error" and "input" in e: msg += f" (got {_short(e['input'])})"
+            if e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float, datetime.date)):
+                msg += ": YAML reads yes, no, numbers and dates (2024-12-05) left unquoted as such; quote text in a spec file"
         problems.append((path, msg))
     return SpecError(problems, title=f"invalid {model.__name__}")
 

@@ -32,6 +32,7 @@ def small_spec(workdir):
                              "features": FeatureSpecBuilder().add_numeric_group([f"feature_{i}" for i in range(20)], imputer_strategy=None).build()}
                      ).save(workdir / "gaps_unimputed.yaml")
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
+    (workdir / "dated.yaml").write_text((workdir / "small.yaml").read_text().replace("experiment_name: production_models", "experiment_name: 2024-12-05"))
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     return workdir
 
@@ -45,6 +46,7 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-train", "--spec", "time_series_unensembled.yaml", "--quiet"], 2, "validation.split 'time_series' cannot give"),
     (["mlwt-train", "--spec", "gaps_unimputed.yaml", "--quiet"], 2, "features.groups[0].imputer_strategy: column 'feature_"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
+    (["mlwt-validate-spec", "dated.yaml"], 2, "experiment_name: Input should be a valid string (got datetime.date(2024, 12, 5)): YAML reads yes, no"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
     (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
