@@ -82,9 +82,9 @@ def _as_text(value: Any) -> Any:
 # %% ../nbs/10_notebook.ipynb #a5195250
 def _from_text(value: Any, kind: Any) -> Any:
     "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text."
-    if kind is str: return _as_text(value)
-    if not isinstance(value, str): return value
     takes = set(get_args(kind)) or {kind}
+    if str in takes and not isinstance(value, (str, dict)): value = _as_text(value)  # threshold 0.7: the spec then names the objectives
+    if not isinstance(value, str): return value
     if dict in takes and value.lstrip().startswith("{"):
         try: parsed = yaml.safe_load(value)
         except yaml.YAMLError as e: raise ValueError(f"is not a mapping in YAML or JSON: {getattr(e, 'problem', None) or e} (got {value!r})") from None

@@ -121,6 +121,7 @@ def test_with_mlflow_off_a_jupyter_kernel_shows_each_figure_once_where_the_repor
     (["-p", "hyperparameters", "{max_depth: [3}"], "hyperparameters: is not a mapping in YAML or JSON", 2),  # mlwt-notebook: no traceback
     (["-p", "tuning", "False", "-p", "search", "bayes"],  # moot without tuning, but no search takes it: a sweep's typo shows on every run
      "search: Input should be 'grid', 'random', 'halving_grid', 'halving_random' or 'optuna' (got 'bayes')", 2),
+    (["-p", "threshold", "0.7"], "threshold.objective: Input should be 'f1', 'balanced_accuracy', 'mcc' or 'cost' (got '0.7')", 2),  # not a cut-off
 ])
 def test_bad_parameters_fail_with_a_clear_message(workdir, args, message, code):
     uri = f"sqlite:///{workdir}/mlflow.db"
