@@ -195,7 +195,7 @@ def _yaml_or_text(text: str) -> Any:
 
 # %% ../nbs/09_cli.ipynb #2096a781
 def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> dict:
-    "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML, 200 an int, except where the parameter is text) and a YAML file."
+    "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML, 200 an int; a text parameter keeps text YAML would type) and a YAML file."
     from ml_workflow_training.notebook import PARAMETER_TYPES
     out = {}
     if params_file:
@@ -205,8 +205,10 @@ def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> 
         except yaml.YAMLError as e: raise SpecError([("", f"parameters file {p} is not YAML: {e}")], "invalid notebook parameters") from None
         if not isinstance(read, (dict, type(None))): raise SpecError([("", f"parameters file {p} holds no mapping of names to values")], "invalid notebook parameters")
         out.update(read or {})
-    # a name's text stays as typed: YAML would make `-p run_name 'v2: draft'` a mapping, `yes` True and `2024-12-05` a date
-    out.update({name: value if PARAMETER_TYPES.get(name) is str else _yaml_or_text(value) for name, value in pairs or []})
+    for name, value in pairs or []:
+        typed = _yaml_or_text(value)
+        # a name's text stays as typed where YAML would make it something else: `v2: draft` a mapping, `yes` True, `2024-12-05` a date
+        out[name] = value if PARAMETER_TYPES.get(name) is str and not isinstance(typed, (str, type(None))) else typed
     return out
 
 
