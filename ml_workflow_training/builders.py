@@ -237,11 +237,12 @@ def left_out_columns(X) -> dict[str, str]:
             if enough and (np.diff(values.to_numpy(dtype=np.int64)) == 1).all(): why[name] = "whole numbers counting up by one: a row number"
         elif pd.api.types.is_numeric_dtype(dtype): continue
         elif _is_text(dtype):
-            seen = pd.Series(values.unique()[:200], dtype=object).astype(str)  # the first distinct values say what the column holds
+            distinct = values.unique()
+            seen = pd.Series(distinct[:200], dtype=object).astype(str)  # the first distinct values say what the column holds
             if len(seen) and seen.str.fullmatch(ISO_DATE).all():  # one-hot over dates learns nothing about a date not seen yet
                 why[name] = (f"dates as text (e.g. {seen.iloc[0]!r}), a type no feature group takes: derive numbers from it "
                              "(in a view, for instance)")
-            elif enough and values.nunique() == len(values): why[name] = "a different text in every row: an identifier"
+            elif enough and len(distinct) == len(values): why[name] = "a different text in every row: an identifier"
         else: why[name] = f"{dtype}, a type no feature group takes: derive numbers from it (in a view, for instance)"
     return why
 
