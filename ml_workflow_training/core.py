@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import decimal
 import difflib
 import functools
 import importlib.metadata as md
@@ -20,8 +21,8 @@ from typing import Any, Callable, Sequence
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'fold_problem', 'mean_std', 'take_rows', 'package_version', 'DefaultsHelpFormatter',
-           'command_parser', 'add_option', 'add_command', 'run_command']
+           'suggest', 'whole_number', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
+           'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -146,6 +147,19 @@ def suggest(name: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(str(name), list(choices), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
+# %% ../nbs/00_core.ipynb #67077c7e
+_EXPONENT_FORM = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?|\.\d+)[eE][+-]?\d+")
+
+
+# %% ../nbs/00_core.ipynb #53263c9f
+def whole_number(value: Any) -> Any:
+    "`value` as an int where it is text in exponent form naming a whole number (`'1e6'`, which `int` refuses and YAML 1.1 reads as text); else as given."
+    if isinstance(value, str) and _EXPONENT_FORM.fullmatch(value.strip()):
+        number = decimal.Decimal(value.strip().replace("_", ""))
+        if number == number.to_integral_value(): return int(number)
+    return value
+
+
 # %% ../nbs/00_core.ipynb #a5dbf4df
 def fold_problem(n_folds: int, n_rows: int, class_counts: dict, stratified: bool = True) -> str | None:
     "Why `n_folds` folds cannot be cut from `n_rows` rows with these class counts, or None."
@@ -189,9 +203,18 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
+# %% ../nbs/00_core.ipynb #60c7e66b
+def _int_option(text: str) -> int:
+    "An int option's value: `1e6` is a million, as `whole_number` reads it; `1.5e0` stays refused."
+    return int(whole_number(text))
+
+_int_option.__name__ = "int"  # argparse names the type in its message: "invalid int value: '1.5e0'"
+
+
 # %% ../nbs/00_core.ipynb #012daf07
 def add_option(parser, name: str, *short: str, **kwargs) -> argparse.Action:
-    "Add `--name-with-hyphens` (and the underscored spelling as a hidden alias) to `parser`."
+    "Add `--name-with-hyphens` (and the underscored spelling as a hidden alias) to `parser`; an int option reads `1e6` too."
+    if kwargs.get("type") is int: kwargs["type"] = _int_option
     flag = "--" + name.replace("_", "-")
     kwargs.setdefault("dest", name)
     action = parser.add_argument(*short, flag, **kwargs)

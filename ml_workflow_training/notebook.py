@@ -26,7 +26,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .builders import default_training_spec
-from .core import Interrupted, NotebookError, SpecError, mean_std, skip_final_collection, suggest
+from .core import Interrupted, NotebookError, SpecError, mean_std, skip_final_collection, suggest, whole_number
 from .specs import METRICS, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
@@ -81,9 +81,10 @@ def _as_text(value: Any) -> Any:
 
 # %% ../nbs/10_notebook.ipynb #a5195250
 def _from_text(value: Any, kind: Any) -> Any:
-    "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text."
+    "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text, `1e5` as a whole number."
     takes = set(get_args(kind)) or {kind}
     if str in takes and not isinstance(value, (str, dict)): value = _as_text(value)  # threshold 0.7: the spec then names the objectives
+    if int in takes: value = whole_number(value)  # -p limit 1e5: YAML 1.1 leaves it text, Pydantic refuses it as an int
     if not isinstance(value, str): return value
     if dict in takes and value.lstrip().startswith("{"):
         try: parsed = yaml.safe_load(value)

@@ -18,8 +18,9 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .core import (
-    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest)
+from ml_workflow_training.core import (
+    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest,
+    whole_number)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -70,6 +71,8 @@ def spec_error(err: ValidationError, model: type[BaseModel]) -> SpecError:
             if e["type"] != "value_error" and "input" in e: msg += f" (got {_short(e['input'])})"
             if e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float, datetime.date)):
                 msg += ": YAML reads yes, no, numbers and dates (2024-12-05) left unquoted as such; quote text in a spec file"
+            if e["type"] == "int_parsing" and isinstance(whole := whole_number(e.get("input")), int):
+                msg += f": YAML 1.1 reads {e['input']} as text, not a number; write {whole}"
         problems.append((path, msg))
     return SpecError(problems, title=f"invalid {model.__name__}")
 

@@ -110,6 +110,16 @@ def test_underscored_flags_still_work_but_are_hidden(workdir):
     assert "--if_missing" not in run(["mlwt-generate-database", "--help"], workdir).stdout
 
 
+def test_a_row_count_written_with_an_exponent_is_that_many_rows(tmp_path):
+    "`--n-samples 2e2` is 200 rows, as 1e6 is a million; a count that is not whole is refused as argparse refuses any bad int."
+    out = run(["mlwt-generate-database", "--db", "e.db", "--n-samples", "2e2"], tmp_path)
+    assert out.returncode == 0 and "wrote 200 rows" in out.stdout, out.stderr
+    import sqlite3
+    with sqlite3.connect(tmp_path / "e.db") as con: assert con.execute("SELECT count(*) FROM classification_data").fetchone() == (200,)
+    bad = run(["mlwt-generate-database", "--db", "f.db", "--n-samples", "2.5e0"], tmp_path)
+    assert bad.returncode == 2 and "argument --n-samples: invalid int value: '2.5e0'" in bad.stderr and not (tmp_path / "f.db").exists()
+
+
 def test_notebook_run_help_lists_its_parameters(tmp_path):
     from ml_workflow_training.notebook import PARAMETERS
     text = run(["mlwt-notebook", "run", "--help"], tmp_path).stdout

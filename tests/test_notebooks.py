@@ -270,6 +270,28 @@ def test_names_typed_as_numbers_dates_or_yaml_stay_the_text_given(workdir, entry
     assert all(r.info.status == "FINISHED" for r in named)
 
 
+@pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook", "mlwt-sweep"])
+def test_a_whole_number_written_with_an_exponent_is_that_number(workdir, entry):
+    "`limit 2e2` is 200 rows on every entry point: papermill's -p reads a float, YAML 1.1 (mlwt-notebook, sweep files) reads text."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    if entry == "papermill":
+        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", cwd=workdir)
+        limits = ["200"]
+    elif entry == "mlwt-notebook":
+        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-o", "data/runs/n.ipynb"],
+                             cwd=workdir, capture_output=True, text=True)
+        limits = ["200"]
+    else:
+        (workdir / "limits.yaml").write_text(f"base: {{tuning: false, calibration: false, n_estimators: 20, tracking_uri: '{uri}'}}\n"
+                                             "runs: [{limit: 2e2}, {limit: 3.5E2}]\n")
+        out = subprocess.run([str(BIN / "mlwt-sweep"), "limits.yaml"], cwd=workdir, capture_output=True, text=True)
+        limits = ["200", "350"]
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    found = [r for r in runs(uri)[1] if entry != "mlwt-sweep" or "mlflow.parentRunId" in r.data.tags]  # not the sweep's parent run
+    assert sorted(r.data.params["data.limit"] for r in found) == limits
+    assert all(r.data.params["dataset.training.n_rows"] == r.data.params["data.limit"] and r.info.status == "FINISHED" for r in found)
+
+
 def test_a_boolean_given_for_a_name_is_refused_naming_papermills_raw_flag(workdir):
     "papermill's -p reads True as a boolean: a run name so given is refused before a run opens, saying how to pass the text."
     uri = f"sqlite:///{workdir}/mlflow.db"
