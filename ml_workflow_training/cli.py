@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from .builders import default_training_spec, left_out_columns, spec_for_table
-from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_command, add_option, command_parser, mean_std, run_command
+from .core import (
+    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_command, add_option, command_parser, load_yaml, mean_std, run_command)
 from .data import database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
@@ -190,7 +191,7 @@ def _sweep_runs(tracking_uri: str) -> int:
 # %% ../nbs/09_cli.ipynb #9fd4dc7e
 def _yaml_or_text(text: str) -> Any:
     "`text` as YAML reads it (`200` an int, `{C: 0.5}` a dict); text that is not YAML stays text, as papermill's `-p` leaves it."
-    try: return yaml.safe_load(text)
+    try: return load_yaml(text)
     except yaml.YAMLError: return text
 
 # %% ../nbs/09_cli.ipynb #2096a781
@@ -201,7 +202,7 @@ def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> 
     if params_file:
         p = Path(params_file)
         if not p.exists(): raise SpecError([("", f"parameters file not found: {p}")], "invalid notebook parameters")
-        try: read = yaml.safe_load(p.read_text())
+        try: read = load_yaml(p.read_text())
         except yaml.YAMLError as e: raise SpecError([("", f"parameters file {p} is not YAML: {e}")], "invalid notebook parameters") from None
         if not isinstance(read, (dict, type(None))): raise SpecError([("", f"parameters file {p} holds no mapping of names to values")], "invalid notebook parameters")
         out.update(read or {})
@@ -254,7 +255,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
 # %% ../nbs/09_cli.ipynb #97cd1f50
 def _sweep(a) -> int:
     from ml_workflow_training.notebook import sweep
-    cfg = yaml.safe_load(Path(a.path).read_text()) if Path(a.path).exists() else None
+    cfg = load_yaml(Path(a.path).read_text()) if Path(a.path).exists() else None
     if cfg is None: raise SpecError([("", f"sweep file not found or empty: {a.path}")], "invalid sweep")
     sets = cfg.get("runs") or cfg.get("grid")
     if not sets: raise SpecError([("", "the sweep file needs `runs:` (a list of parameter sets) or `grid:` (lists to combine)")], "invalid sweep")

@@ -17,11 +17,13 @@ import sys
 import threading
 from typing import Any, Callable, Sequence
 
+import yaml
+
 # %% auto #0
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'whole_number', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
+           'suggest', 'whole_number', 'load_yaml', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
            'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
@@ -158,6 +160,26 @@ def whole_number(value: Any) -> Any:
         number = decimal.Decimal(value.strip().replace("_", ""))
         if number == number.to_integral_value(): return int(number)
     return value
+
+
+# %% ../nbs/00_core.ipynb #872b62c8
+class _NumbersLoader(yaml.SafeLoader):
+    "PyYAML's safe loader, reading `1e-3` and `1e5` as YAML 1.2 does: numbers, not text."
+
+    def construct_exponent_number(self, node: yaml.ScalarNode) -> int | float:
+        text = self.construct_scalar(node)
+        whole = whole_number(text)
+        return whole if isinstance(whole, int) else float(text.replace("_", ""))
+
+
+_NumbersLoader.add_implicit_resolver("!exponent_number", re.compile(rf"^(?:{_EXPONENT_FORM.pattern})$"), list("+-.0123456789"))
+_NumbersLoader.add_constructor("!exponent_number", _NumbersLoader.construct_exponent_number)
+
+
+# %% ../nbs/00_core.ipynb #c81a90a5
+def load_yaml(text: str) -> Any:
+    "`text` read by PyYAML's safe loader, with numbers in exponent form (`1e-3`, `1e5`) read as numbers, as YAML 1.2 reads them."
+    return yaml.load(text, Loader=_NumbersLoader)
 
 
 # %% ../nbs/00_core.ipynb #a5dbf4df

@@ -26,7 +26,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .builders import default_training_spec
-from .core import Interrupted, NotebookError, SpecError, mean_std, skip_final_collection, suggest, whole_number
+from .core import Interrupted, NotebookError, SpecError, load_yaml, mean_std, skip_final_collection, suggest, whole_number
 from .specs import METRICS, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
@@ -84,10 +84,10 @@ def _from_text(value: Any, kind: Any) -> Any:
     "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text, `1e5` as a whole number."
     takes = set(get_args(kind)) or {kind}
     if str in takes and not isinstance(value, (str, dict)): value = _as_text(value)  # threshold 0.7: the spec then names the objectives
-    if int in takes: value = whole_number(value)  # -p limit 1e5: YAML 1.1 leaves it text, Pydantic refuses it as an int
+    if int in takes: value = whole_number(value)  # '1e5' through papermill's -r or from Python: as papermill's -p and load_yaml read it
     if not isinstance(value, str): return value
     if dict in takes and value.lstrip().startswith("{"):
-        try: parsed = yaml.safe_load(value)
+        try: parsed = load_yaml(value)
         except yaml.YAMLError as e: raise ValueError(f"is not a mapping in YAML or JSON: {getattr(e, 'problem', None) or e} (got {value!r})") from None
         if isinstance(parsed, dict): return parsed
     if type(None) in takes and value.strip().lower() in ("null", "none", "~"): return None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ml_workflow_training.core import (
     DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest,
-    whole_number)
+    load_yaml)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -71,8 +71,6 @@ def spec_error(err: ValidationError, model: type[BaseModel]) -> SpecError:
             if e["type"] != "value_error" and "input" in e: msg += f" (got {_short(e['input'])})"
             if e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float, datetime.date)):
                 msg += ": YAML reads yes, no, numbers and dates (2024-12-05) left unquoted as such; quote text in a spec file"
-            if e["type"] == "int_parsing" and isinstance(whole := whole_number(e.get("input")), int):
-                msg += f": YAML 1.1 reads {e['input']} as text, not a number; write {whole}"
         problems.append((path, msg))
     return SpecError(problems, title=f"invalid {model.__name__}")
 
@@ -122,7 +120,7 @@ class Spec(BaseModel):
 
 # %% ../nbs/01_specs.ipynb #6bf489a8
 def _parse_yaml(text: str, what: str) -> Any:
-    try: return yaml.safe_load(text)
+    try: return load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -690,6 +688,15 @@ def calibration_split_problem(calibration: CalibrationSpec | None, validation: V
                 "or calibration.holdout_fraction")
     return None
 
+# %% ../nbs/01_specs.ipynb #ece6da56
+def _grid_value_problem(model: ModelSpec, param: str, values: list) -> str | None:
+    "scikit-learn's verdict on the first of `values` that `model`'s estimator refuses for `param`, or None."
+    cls = estimator_class(model.model_type)
+    for value in values:
+        if problem := parameter_problem(cls(**(model.hyperparameters | {param: value}))): return problem
+    return None
+
+
 # %% ../nbs/01_specs.ipynb #94672a5b
 def cross_part_problems(spec: TrainingSpec) -> list[str]:
     "Where the parts of `spec` contradict each other, each naming the field to fix."
@@ -699,11 +706,14 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
         if missing: problems.append(f"features use columns {missing} that data.columns does not list")
     if spec.tuning:
         params = estimator_params(spec.model.model_type)
-        for name in spec.tuning.param_grid:
+        for name, values in spec.tuning.param_grid.items():
             step, _, param = name.partition("__")
             if step == "classifier" and param not in params:
                 problems.append(f"tuning.param_grid: {name!r} is not a parameter of the {spec.model.model_type} model."
                                 f"{suggest(param, params)}".replace("Did you mean '", "Did you mean 'classifier__"))
+            elif step == "classifier" and isinstance(values, list) and (problem := _grid_value_problem(spec.model, param, values)):
+                # before any fit: a search scores a refused candidate NaN and goes on with the others
+                problems.append(f"tuning.param_grid.{name}: {problem}")
     native = [i for i, g in enumerate(spec.features.groups) if g.encoder == "native"]
     if native and spec.model.model_type not in NATIVE_CATEGORICAL_MODELS:
         problems.append(f"features.groups[{native[0]}]: encoder 'native' needs a model with native categorical "

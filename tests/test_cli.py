@@ -34,6 +34,9 @@ def small_spec(workdir):
     (workdir / "sweep_empty.yaml").write_text("base: {}\n")
     (workdir / "dated.yaml").write_text((workdir / "small.yaml").read_text().replace("experiment_name: production_models", "experiment_name: 2024-12-05"))
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
+    grid = "tuning:\n  param_grid:\n    classifier__learning_rate: [1e-1, 2.5e-1]\n    classifier__n_estimators: [1e1]\n  cv_folds: 2"
+    (workdir / "exponent_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid))
+    (workdir / "quoted_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid.replace("2.5e-1", "'2.5e-1'")))
     return workdir
 
 
@@ -47,6 +50,9 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-train", "--spec", "gaps_unimputed.yaml", "--quiet"], 2, "features.groups[0].imputer_strategy: column 'feature_"),
     (["mlwt-train", "--spec", "no_table.yaml", "--quiet"], 2, "unknown table 'nope'"),
     (["mlwt-validate-spec", "dated.yaml"], 2, "experiment_name: Input should be a valid string (got datetime.date(2024, 12, 5)): YAML reads yes, no"),
+    (["mlwt-validate-spec", "quoted_grid.yaml"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter of "
+                                                   "GradientBoostingClassifier must be a float in the range [0.0, inf). Got '2.5e-1' instead."),
+    (["mlwt-train", "--spec", "quoted_grid.yaml", "--quiet"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
     (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
@@ -118,6 +124,18 @@ def test_a_row_count_written_with_an_exponent_is_that_many_rows(tmp_path):
     with sqlite3.connect(tmp_path / "e.db") as con: assert con.execute("SELECT count(*) FROM classification_data").fetchone() == (200,)
     bad = run(["mlwt-generate-database", "--db", "f.db", "--n-samples", "2.5e0"], tmp_path)
     assert bad.returncode == 2 and "argument --n-samples: invalid int value: '2.5e0'" in bad.stderr and not (tmp_path / "f.db").exists()
+
+
+def test_numbers_in_exponent_form_in_a_spec_file_are_numbers(small_spec):
+    "A spec file's grid `[1e-1, 2.5e-1]` searches 0.1 and 0.25, as YAML 1.2 reads it; PyYAML alone reads the text '1e-1', which every fit refuses."
+    import mlflow
+    out = run(["mlwt-train", "--spec", "exponent_grid.yaml", "--quiet"], small_spec)
+    assert out.returncode == 0, out.stderr
+    client = mlflow.MlflowClient(f"sqlite:///{small_spec}/mlflow.db")
+    found = client.search_runs([client.get_experiment_by_name("production_models").experiment_id])
+    candidates = sorted((r.data.params["learning_rate"], r.data.params["n_estimators"]) for r in found if r.info.run_name.startswith("candidate-"))
+    assert candidates == [("0.1", "10"), ("0.25", "10")], candidates
+    assert [r.info.status for r in found] == ["FINISHED"] * 3
 
 
 def test_notebook_run_help_lists_its_parameters(tmp_path):

@@ -271,18 +271,19 @@ def test_names_typed_as_numbers_dates_or_yaml_stay_the_text_given(workdir, entry
 
 
 @pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook", "mlwt-sweep"])
-def test_a_whole_number_written_with_an_exponent_is_that_number(workdir, entry):
-    "`limit 2e2` is 200 rows on every entry point: papermill's -p reads a float, YAML 1.1 (mlwt-notebook, sweep files) reads text."
+def test_numbers_written_with_an_exponent_are_those_numbers(workdir, entry):
+    "`limit 2e2` is 200 rows and a learning rate of `2e-1` is 0.2 on every entry point, where PyYAML alone (mlwt-notebook, sweep files) reads text."
     uri = f"sqlite:///{workdir}/mlflow.db"
+    hyper = "{learning_rate: 2e-1}"  # papermill's -p leaves a mapping as text: the template reads it as YAML
     if entry == "papermill":
-        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", cwd=workdir)
+        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-p", "hyperparameters", hyper, cwd=workdir)
         limits = ["200"]
     elif entry == "mlwt-notebook":
-        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-o", "data/runs/n.ipynb"],
-                             cwd=workdir, capture_output=True, text=True)
+        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-p", "hyperparameters", hyper,
+                              "-o", "data/runs/n.ipynb"], cwd=workdir, capture_output=True, text=True)
         limits = ["200"]
     else:
-        (workdir / "limits.yaml").write_text(f"base: {{tuning: false, calibration: false, n_estimators: 20, tracking_uri: '{uri}'}}\n"
+        (workdir / "limits.yaml").write_text(f"base: {{tuning: false, calibration: false, n_estimators: 20, tracking_uri: '{uri}', hyperparameters: {hyper}}}\n"
                                              "runs: [{limit: 2e2}, {limit: 3.5E2}]\n")
         out = subprocess.run([str(BIN / "mlwt-sweep"), "limits.yaml"], cwd=workdir, capture_output=True, text=True)
         limits = ["200", "350"]
@@ -290,7 +291,7 @@ def test_a_whole_number_written_with_an_exponent_is_that_number(workdir, entry):
     found = [r for r in runs(uri)[1] if entry != "mlwt-sweep" or "mlflow.parentRunId" in r.data.tags]  # not the sweep's parent run
     assert sorted(r.data.params["data.limit"] for r in found) == limits
     assert all(r.data.params["dataset.training.n_rows"] == r.data.params["data.limit"] and r.info.status == "FINISHED" for r in found)
-
+    assert [r.data.params["model.hyperparameters.learning_rate"] for r in found] == ["0.2"] * len(limits)
 
 def test_a_boolean_given_for_a_name_is_refused_naming_papermills_raw_flag(workdir):
     "papermill's -p reads True as a boolean: a run name so given is refused before a run opens, saying how to pass the text."
