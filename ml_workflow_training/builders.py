@@ -225,13 +225,14 @@ ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\
 
 
 def left_out_columns(X) -> dict[str, str]:
-    "The columns of `X` a starting spec leaves out, each with why: a type no feature group takes (dates as text too), or an identifier."
+    "The columns of `X` a starting spec leaves out, each with why: a type no feature group takes (dates as text too), an identifier, or no value at all."
     import numpy as np
     import pandas as pd
     why = {}
     for name, dtype in X.dtypes.items():
         values = X[name].dropna()
         enough = len(values) >= IDENTIFIER_MIN_ROWS
+        if values.empty: why[name] = "no value in any row read: nothing to learn from"; continue  # and imputing it fails the run
         if pd.api.types.is_bool_dtype(dtype): continue
         if pd.api.types.is_integer_dtype(dtype):
             if enough and (np.diff(values.to_numpy(dtype=np.int64)) == 1).all(): why[name] = "whole numbers counting up by one: a row number"
