@@ -23,8 +23,8 @@ import yaml
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'whole_number', 'load_yaml', 'fold_problem', 'mean_std', 'take_rows', 'package_version',
-           'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command', 'run_command']
+           'suggest', 'exponent_number', 'whole_number', 'load_yaml', 'fold_problem', 'mean_std', 'take_rows',
+           'package_version', 'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -154,12 +154,18 @@ _EXPONENT_FORM = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?|\.\d+)[eE][+-]?\d+")
 
 
 # %% ../nbs/00_core.ipynb #53263c9f
+def exponent_number(value: Any) -> Any:
+    "`value` as a number where it is text in exponent form (`'1e-3'` is 0.001, `'1e6'` the int 1000000, exactly); else as given."
+    if not (isinstance(value, str) and _EXPONENT_FORM.fullmatch(value.strip())): return value
+    number = decimal.Decimal(value.strip().replace("_", ""))
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+# %% ../nbs/00_core.ipynb #aed476dc
 def whole_number(value: Any) -> Any:
-    "`value` as an int where it is text in exponent form naming a whole number (`'1e6'`, which `int` refuses and YAML 1.1 reads as text); else as given."
-    if isinstance(value, str) and _EXPONENT_FORM.fullmatch(value.strip()):
-        number = decimal.Decimal(value.strip().replace("_", ""))
-        if number == number.to_integral_value(): return int(number)
-    return value
+    "`value` as an int where it is text in exponent form naming a whole number (`'1e6'`, which `int` refuses); else as given, for an int's own check."
+    number = exponent_number(value)
+    return number if isinstance(number, int) else value
 
 
 # %% ../nbs/00_core.ipynb #872b62c8
@@ -167,9 +173,7 @@ class _NumbersLoader(yaml.SafeLoader):
     "PyYAML's safe loader, reading `1e-3` and `1e5` as YAML 1.2 does: numbers, not text."
 
     def construct_exponent_number(self, node: yaml.ScalarNode) -> int | float:
-        text = self.construct_scalar(node)
-        whole = whole_number(text)
-        return whole if isinstance(whole, int) else float(text.replace("_", ""))
+        return exponent_number(self.construct_scalar(node))
 
 
 _NumbersLoader.add_implicit_resolver("!exponent_number", re.compile(rf"^(?:{_EXPONENT_FORM.pattern})$"), list("+-.0123456789"))

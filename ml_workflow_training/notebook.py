@@ -23,10 +23,10 @@ from typing import Annotated, Any, Iterable, get_args
 
 import pandas as pd
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from .builders import default_training_spec
-from .core import Interrupted, NotebookError, SpecError, load_yaml, mean_std, skip_final_collection, suggest, whole_number
+from .core import Interrupted, NotebookError, SpecError, exponent_number, load_yaml, mean_std, skip_final_collection, suggest, whole_number
 from .specs import METRICS, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
@@ -61,9 +61,16 @@ def check_parameters(names: Iterable[str]) -> None:
         raise SpecError([(n, f"unknown notebook parameter {n!r}.{suggest(n, list(PARAMETERS))} Parameters: {', '.join(PARAMETERS)}")
                          for n in unknown], "invalid notebook parameters")
 
+# %% ../nbs/10_notebook.ipynb #9beed86c
+def _numbers_in(mapping: dict) -> dict:
+    "`mapping` with its values in exponent form as numbers (`'1e-3'` 0.001): papermill's `-f` and `-y` read YAML 1.1, which leaves them text."
+    return {name: exponent_number(value) for name, value in mapping.items()}
+
+
 # %% ../nbs/10_notebook.ipynb #9c47a0f3
 PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "register": bool, "n_estimators": int, "max_depth": int | None,
-                                   "limit": int, "learning_rate": float, "hyperparameters": dict, "tags": dict, "threshold": str | dict,
+                                   "limit": int, "learning_rate": float, "tags": dict, "threshold": str | dict,
+                                   "hyperparameters": Annotated[dict, AfterValidator(_numbers_in)],
                                    # as the tuning spec takes them: checked even where tuning=False makes them moot
                                    "time_budget_s": Annotated[float, Field(gt=0)], "search": TuningSpec.model_fields["strategy"].annotation,
                                    **{name: str for name in ("model_type", "db", "table", "target", "experiment", "tracking_uri", "run_name",

@@ -270,13 +270,17 @@ def test_names_typed_as_numbers_dates_or_yaml_stay_the_text_given(workdir, entry
     assert all(r.info.status == "FINISHED" for r in named)
 
 
-@pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook", "mlwt-sweep"])
+@pytest.mark.parametrize("entry", ["papermill", "papermill -f", "mlwt-notebook", "mlwt-sweep"])
 def test_numbers_written_with_an_exponent_are_those_numbers(workdir, entry):
     "`limit 2e2` is 200 rows and a learning rate of `2e-1` is 0.2 on every entry point, where PyYAML alone (mlwt-notebook, sweep files) reads text."
     uri = f"sqlite:///{workdir}/mlflow.db"
     hyper = "{learning_rate: 2e-1}"  # papermill's -p leaves a mapping as text: the template reads it as YAML
     if entry == "papermill":
         out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-p", "hyperparameters", hyper, cwd=workdir)
+        limits = ["200"]
+    elif entry == "papermill -f":  # papermill reads the file as YAML 1.1: '2e-1' is text inside the mapping it hands over
+        (workdir / "p.yaml").write_text(f"limit: 2e2\nhyperparameters: {hyper}\ntracking_uri: '{uri}'\n")
+        out = papermill("data/runs/n.ipynb", *TINY, "-f", "p.yaml", cwd=workdir)
         limits = ["200"]
     elif entry == "mlwt-notebook":
         out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "limit", "2e2", "-p", "hyperparameters", hyper,
