@@ -24,11 +24,12 @@ from ml_workflow_training.core import (
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
-           'EARLY_STOPPING_PARAMS', 'ParamValues', 'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup',
-           'FeatureSpec', 'estimator_class', 'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec',
-           'Distribution', 'TuningSpec', 'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec',
-           'MLflowSpec', 'FeatureStoreSpec', 'DataSpec', 'ComputeSpec', 'TrainingSpec', 'calibration_split_problem',
-           'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
+           'EARLY_STOPPING_PARAMS', 'ParamValues', 'PREPROCESSOR_GRID_PARAMS', 'spec_error', 'Spec',
+           'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class', 'parameter_problem',
+           'estimator_params', 'EarlyStoppingSpec', 'ModelSpec', 'Distribution', 'TuningSpec', 'CalibrationSpec',
+           'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec',
+           'ComputeSpec', 'TrainingSpec', 'calibration_split_problem', 'cross_part_problems', 'undefined_metrics',
+           'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -697,6 +698,10 @@ def _grid_value_problem(model: ModelSpec, param: str, values: list) -> str | Non
     return None
 
 
+# %% ../nbs/01_specs.ipynb #2d42c4da
+PREPROCESSOR_GRID_PARAMS = ("native_categorical",)  # what a grid can set on the preprocessor, FeatureSpecPipeline (02 checks it takes them)
+
+
 # %% ../nbs/01_specs.ipynb #94672a5b
 def cross_part_problems(spec: TrainingSpec) -> list[str]:
     "Where the parts of `spec` contradict each other, each naming the field to fix."
@@ -714,6 +719,11 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
             elif step == "classifier" and isinstance(values, list) and (problem := _grid_value_problem(spec.model, param, values)):
                 # before any fit: a search scores a refused candidate NaN and goes on with the others
                 problems.append(f"tuning.param_grid.{name}: {problem}")
+            elif step == "preprocessor" and param not in PREPROCESSOR_GRID_PARAMS:
+                problems.append(f"tuning.param_grid: {name!r} is not a parameter a grid can set on the preprocessor "
+                                f"({', '.join('preprocessor__' + p for p in PREPROCESSOR_GRID_PARAMS)}), which builds "
+                                "each group's steps from features when it fits, so compare other preprocessing as specs of their own "
+                                "(a sweep over spec_file)")
     native = [i for i, g in enumerate(spec.features.groups) if g.encoder == "native"]
     if native and spec.model.model_type not in NATIVE_CATEGORICAL_MODELS:
         problems.append(f"features.groups[{native[0]}]: encoder 'native' needs a model with native categorical "

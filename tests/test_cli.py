@@ -36,6 +36,8 @@ def small_spec(workdir):
     (workdir / "sweep_mixed.yaml").write_text("runs:\n  - {experiment: a}\n  - {experiment: b}\n")
     grid = "tuning:\n  param_grid:\n    classifier__learning_rate: [1e-1, 2.5e-1]\n    classifier__n_estimators: [1e1]\n  cv_folds: 2"
     (workdir / "exponent_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid))
+    (workdir / "preprocessor_grid.yaml").write_text((workdir / "small.yaml").read_text().replace(
+        "tuning: null", "tuning:\n  param_grid:\n    preprocessor__numeric__imputer__strategy: [mean, median]"))
     (workdir / "quoted_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid.replace("2.5e-1", "'2.5e-1'")))
     return workdir
 
@@ -53,6 +55,8 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-validate-spec", "quoted_grid.yaml"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter of "
                                                    "GradientBoostingClassifier must be a float in the range [0.0, inf). Got '2.5e-1' instead."),
     (["mlwt-train", "--spec", "quoted_grid.yaml", "--quiet"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter"),
+    (["mlwt-validate-spec", "preprocessor_grid.yaml"], 2, "tuning.param_grid: 'preprocessor__numeric__imputer__strategy' is not a parameter "
+                                                         "a grid can set on the preprocessor (preprocessor__native_categorical)"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
     (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
