@@ -328,6 +328,12 @@ class Distribution(Spec):
         if self.dist == "loguniform" and self.low <= 0: raise ValueError(f"loguniform needs low > 0, got {self.low}")
         return self
 
+    def near_ends(self) -> list:
+        "Draws near each end, for checking before a search: randint's lowest and highest; 1% and 99% into a float range (an open end untouched)."
+        if self.dist == "randint": return [int(self.low), int(self.high) - 1]
+        if self.dist == "loguniform": return [self.low * (self.high / self.low) ** q for q in (0.01, 0.99)]
+        return [self.low + (self.high - self.low) * q for q in (0.01, 0.99)]
+
 # %% ../nbs/01_specs.ipynb #2c92a270
 ParamValues = Annotated[list[Any], Field(min_length=1)]
 
@@ -690,10 +696,10 @@ def calibration_split_problem(calibration: CalibrationSpec | None, validation: V
     return None
 
 # %% ../nbs/01_specs.ipynb #ece6da56
-def _grid_value_problem(model: ModelSpec, param: str, values: list) -> str | None:
-    "scikit-learn's verdict on the first of `values` that `model`'s estimator refuses for `param`, or None."
+def _grid_value_problem(model: ModelSpec, param: str, values: list | Distribution) -> str | None:
+    "scikit-learn's verdict on the first of `values` (a distribution's draws near its ends) that `model`'s estimator refuses for `param`, or None."
     cls = estimator_class(model.model_type)
-    for value in values:
+    for value in values if isinstance(values, list) else values.near_ends():
         if problem := parameter_problem(cls(**(model.hyperparameters | {param: value}))): return problem
     return None
 
@@ -716,7 +722,7 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
             if step == "classifier" and param not in params:
                 problems.append(f"tuning.param_grid: {name!r} is not a parameter of the {spec.model.model_type} model."
                                 f"{suggest(param, params)}".replace("Did you mean '", "Did you mean 'classifier__"))
-            elif step == "classifier" and isinstance(values, list) and (problem := _grid_value_problem(spec.model, param, values)):
+            elif step == "classifier" and (problem := _grid_value_problem(spec.model, param, values)):
                 # before any fit: a search scores a refused candidate NaN and goes on with the others
                 problems.append(f"tuning.param_grid.{name}: {problem}")
             elif step == "preprocessor" and param not in PREPROCESSOR_GRID_PARAMS:

@@ -38,6 +38,8 @@ def small_spec(workdir):
     (workdir / "exponent_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid))
     (workdir / "preprocessor_grid.yaml").write_text((workdir / "small.yaml").read_text().replace(
         "tuning: null", "tuning:\n  param_grid:\n    preprocessor__numeric__imputer__strategy: [mean, median]"))
+    (workdir / "float_depths.yaml").write_text((workdir / "small.yaml").read_text().replace(
+        "tuning: null", "tuning:\n  strategy: random\n  param_grid:\n    classifier__max_depth: {dist: uniform, low: 2, high: 8}"))
     (workdir / "quoted_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid.replace("2.5e-1", "'2.5e-1'")))
     return workdir
 
@@ -55,6 +57,8 @@ CASES = [  # command line, exit code, text the one error line holds
     (["mlwt-validate-spec", "quoted_grid.yaml"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter of "
                                                    "GradientBoostingClassifier must be a float in the range [0.0, inf). Got '2.5e-1' instead."),
     (["mlwt-train", "--spec", "quoted_grid.yaml", "--quiet"], 2, "tuning.param_grid.classifier__learning_rate: The 'learning_rate' parameter"),
+    (["mlwt-train", "--spec", "float_depths.yaml", "--quiet"], 2, "tuning.param_grid.classifier__max_depth: The 'max_depth' parameter of "
+                                                                  "GradientBoostingClassifier must be an int in the range [1, inf) or None. Got 2.06"),
     (["mlwt-validate-spec", "preprocessor_grid.yaml"], 2, "tuning.param_grid: 'preprocessor__numeric__imputer__strategy' is not a parameter "
                                                          "a grid can set on the preprocessor (preprocessor__native_categorical)"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),

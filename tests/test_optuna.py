@@ -15,13 +15,14 @@ from ml_workflow_training.specs import ValidationSpec
 from ml_workflow_training.tracking import TRIAL_STATUS
 
 FEATURES = [f"feature_{i}" for i in range(20)]
-# tiny learning rates lose to the median and are pruned; max_depth -1 cannot fit: every state appears
-SPACE = {"classifier__learning_rate": {"dist": "loguniform", "low": 0.003, "high": 0.5}, "classifier__max_depth": [1, 2, 3, -1]}
+# strong regularisation loses to the median and is pruned; l1_ratio 1 is a valid value that the default lbfgs solver cannot fit (a value
+# the estimator refuses outright, such as max_depth -1, the spec refuses before any fit): every state appears
+SPACE = {"classifier__C": {"dist": "loguniform", "low": 1e-4, "high": 10.0}, "classifier__l1_ratio": [0.0, 1.0]}
 
 
 def optuna_spec(uri: str, experiment: str, n_jobs: int) -> TrainingSpec:
     return TrainingSpec(features=FeatureSpecBuilder().add_numeric_group(FEATURES).build(),
-                        model=ModelSpecBuilder().add_classifier("optuna_gb", hyperparameters={"n_estimators": 30}).build()[0],
+                        model=ModelSpecBuilder().add_classifier("optuna_lr", "logistic_regression").build()[0],
                         tuning=TuningSpec(strategy="optuna", n_iter=16, cv_folds=3, n_jobs=n_jobs, param_grid=SPACE),
                         validation=ValidationSpec(cv_folds=3),
                         mlflow=MLflowSpecBuilder().enable().set_tracking_uri(uri).set_experiment(experiment).build())
@@ -50,13 +51,13 @@ def test_every_trial_is_a_child_run_with_its_state_and_the_study_is_logged(workd
         assert [m.step for m in folds] == list(range(3 if state == "COMPLETE" else len(folds)))
         if state == "PRUNED": assert 1 <= len(folds) < 3 and "mean_accuracy" not in child.data.metrics
         if state == "COMPLETE": assert child.data.metrics["mean_accuracy"] == pytest.approx(sum(m.value for m in folds) / 3)
-        if state == "FAIL": assert child.data.params["max_depth"] == "-1" and "max_depth" in child.data.tags["error"] and not folds
+        if state == "FAIL": assert child.data.params["l1_ratio"] == "1.0" and "lbfgs" in child.data.tags["error"] and not folds
     m = run.data.metrics
     assert (m["tuning_trials_complete"], m["tuning_trials_pruned"], m["tuning_trials_fail"]) == \
         (states.count("COMPLETE"), states.count("PRUNED"), states.count("FAIL"))
     best = max((c for c in children if c.data.tags["trial_state"] == "COMPLETE"), key=lambda c: c.data.metrics["mean_accuracy"])
     assert m["tuning_best_score"] == pytest.approx(best.data.metrics["mean_accuracy"])
-    assert result.pipeline.get_params()["classifier__max_depth"] == int(best.data.params["max_depth"])
+    assert result.pipeline.get_params()["classifier__l1_ratio"] == float(best.data.params["l1_ratio"]) == 0.0
     table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tuning/trials.csv", tracking_uri=uri))
     assert list(table["number"]) == list(range(16)) and list(table["state"]) == states
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
