@@ -197,7 +197,7 @@ def _yaml_or_text(text: str) -> Any:
 # %% ../nbs/09_cli.ipynb #2096a781
 def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> dict:
     "Notebook parameters from `-p NAME VALUE` pairs (values read as YAML, 200 an int; a text parameter keeps text YAML would type) and a YAML file."
-    from ml_workflow_training.notebook import PARAMETER_TYPES
+    from ml_workflow_training.notebook import PARAMETER_TYPES, TEXT_VALUED_PARAMETERS
     out = {}
     if params_file:
         p = Path(params_file)
@@ -210,6 +210,7 @@ def parse_parameters(pairs: list[list[str]] | None, params_file: str | None) -> 
         typed = _yaml_or_text(value)
         # a name's text stays as typed where YAML would make it something else: `v2: draft` a mapping, `yes` True, `2024-12-05` a date
         out[name] = value if PARAMETER_TYPES.get(name) is str and not isinstance(typed, (str, type(None))) else typed
+        if name in TEXT_VALUED_PARAMETERS and isinstance(typed, dict): out[name] = value  # `{version: 1.10}`: the template reads it, values as text
     return out
 
 

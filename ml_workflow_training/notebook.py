@@ -31,10 +31,10 @@ from .specs import METRICS, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
 # %% auto #0
-__all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'RESULT_PREFIX', 'check_parameters', 'typed_parameters', 'spec_from_parameters',
-           'template_path', 'has_parameters_cell', 'copy_template', 'spec_from_notebook', 'summary_markdown',
-           'show_summary', 'show_figures', 'emit_record', 'read_result', 'run_notebook', 'expand_grid', 'sweep',
-           'ranked_by', 'leaderboard']
+__all__ = ['PARAMETERS', 'PARAMETER_TYPES', 'TEXT_VALUED_PARAMETERS', 'RESULT_PREFIX', 'check_parameters', 'typed_parameters',
+           'spec_from_parameters', 'template_path', 'has_parameters_cell', 'copy_template', 'spec_from_notebook',
+           'summary_markdown', 'show_summary', 'show_figures', 'emit_record', 'read_result', 'run_notebook',
+           'expand_grid', 'sweep', 'ranked_by', 'leaderboard']
 
 # %% ../nbs/10_notebook.ipynb #db72f1ce
 PARAMETERS: dict[str, str] = {
@@ -75,6 +75,7 @@ PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "registe
                                    "time_budget_s": Annotated[float, Field(gt=0)], "search": TuningSpec.model_fields["strategy"].annotation,
                                    **{name: str for name in ("model_type", "db", "table", "target", "experiment", "tracking_uri", "run_name",
                                                              "dask_address")}}
+TEXT_VALUED_PARAMETERS = ("tags",)  # a mapping whose values are text: `{version: 1.10}` keeps '1.10', which YAML would read as 1.1
 
 
 # %% ../nbs/10_notebook.ipynb #f2685eb3
@@ -87,14 +88,14 @@ def _as_text(value: Any) -> Any:
 
 
 # %% ../nbs/10_notebook.ipynb #a5195250
-def _from_text(value: Any, kind: Any) -> Any:
+def _from_text(value: Any, kind: Any, text_values: bool = False) -> Any:
     "`value` as papermill's `-p` leaves it read for `kind`: a `{...}` mapping in YAML or JSON for a dict, `null`/`none` as None, a number as text for text, `1e5` as a whole number."
     takes = set(get_args(kind)) or {kind}
     if str in takes and not isinstance(value, (str, dict)): value = _as_text(value)  # threshold 0.7: the spec then names the objectives
     if int in takes: value = whole_number(value)  # '1e5' through papermill's -r or from Python: as papermill's -p and load_yaml read it
     if not isinstance(value, str): return value
     if dict in takes and value.lstrip().startswith("{"):
-        try: parsed = load_yaml(value)
+        try: parsed = yaml.load(value, Loader=yaml.BaseLoader) if text_values else load_yaml(value)  # BaseLoader: every scalar as written
         except yaml.YAMLError as e: raise ValueError(f"is not a mapping in YAML or JSON: {getattr(e, 'problem', None) or e} (got {value!r})") from None
         if isinstance(parsed, dict): return parsed
     if type(None) in takes and value.strip().lower() in ("null", "none", "~"): return None
@@ -107,7 +108,7 @@ def typed_parameters(params: dict) -> dict:
     out, problems = dict(params), []
     for name, kind in PARAMETER_TYPES.items():
         if out.get(name) is None: continue
-        try: out[name] = TypeAdapter(kind).validate_python(_from_text(out[name], kind))
+        try: out[name] = TypeAdapter(kind).validate_python(_from_text(out[name], kind, name in TEXT_VALUED_PARAMETERS))
         except ValueError as e:  # pydantic's ValidationError is one
             problems.append((name, f"{e.errors()[0]['msg']} (got {out[name]!r})" if isinstance(e, ValidationError) else str(e)))
     if problems: raise SpecError(problems, "invalid notebook parameters")
