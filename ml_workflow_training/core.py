@@ -23,8 +23,9 @@ import yaml
 __all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
            'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
            'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'exponent_number', 'whole_number', 'load_yaml', 'fold_problem', 'mean_std', 'take_rows',
-           'package_version', 'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command', 'run_command']
+           'suggest', 'exponent_number', 'whole_number', 'load_yaml', 'dump_yaml', 'fold_problem', 'mean_std',
+           'take_rows', 'package_version', 'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command',
+           'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -176,7 +177,8 @@ class _NumbersLoader(yaml.SafeLoader):
         return exponent_number(self.construct_scalar(node))
 
 
-_NumbersLoader.add_implicit_resolver("!exponent_number", re.compile(rf"^(?:{_EXPONENT_FORM.pattern})$"), list("+-.0123456789"))
+_EXPONENT_SCALAR = re.compile(rf"^(?:{_EXPONENT_FORM.pattern})$")
+_NumbersLoader.add_implicit_resolver("!exponent_number", _EXPONENT_SCALAR, list("+-.0123456789"))
 _NumbersLoader.add_constructor("!exponent_number", _NumbersLoader.construct_exponent_number)
 
 
@@ -184,6 +186,20 @@ _NumbersLoader.add_constructor("!exponent_number", _NumbersLoader.construct_expo
 def load_yaml(text: str) -> Any:
     "`text` read by PyYAML's safe loader, with numbers in exponent form (`1e-3`, `1e5`) read as numbers, as YAML 1.2 reads them."
     return yaml.load(text, Loader=_NumbersLoader)
+
+
+# %% ../nbs/00_core.ipynb #ef599522
+class _NumbersDumper(yaml.SafeDumper):
+    "PyYAML's safe dumper, quoting text that `load_yaml` would read as a number (`'1e5'`), so that what it writes reads back the same."
+
+
+_NumbersDumper.add_implicit_resolver("!exponent_number", _EXPONENT_SCALAR, list("+-.0123456789"))
+
+
+# %% ../nbs/00_core.ipynb #35f93dcc
+def dump_yaml(data: Any, **kwargs) -> str:
+    "`data` as YAML (`yaml.safe_dump`'s keywords) that `load_yaml` reads back the same: a text in exponent form is quoted."
+    return yaml.dump(data, Dumper=_NumbersDumper, **kwargs)
 
 
 # %% ../nbs/00_core.ipynb #a5dbf4df

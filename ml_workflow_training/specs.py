@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ml_workflow_training.core import (
     DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest,
-    load_yaml)
+    dump_yaml, load_yaml)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -111,7 +111,7 @@ class Spec(BaseModel):
             raise SpecError([("", f"JSON syntax error at line {e.lineno}, column {e.colno}: {e.msg}")], f"invalid {cls.__name__}") from None
         return cls.from_dict(data)
 
-    def to_yaml(self) -> str: return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self) -> str: return dump_yaml(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> "Spec": return cls.from_dict(_parse_yaml(text, cls.__name__))

@@ -298,19 +298,22 @@ def test_numbers_written_with_an_exponent_are_those_numbers(workdir, entry):
     assert [r.data.params["model.hyperparameters.learning_rate"] for r in found] == ["0.2"] * len(limits)
 
 @pytest.mark.parametrize("entry", ["papermill", "mlwt-notebook"])
-def test_tag_values_given_as_text_are_logged_as_written(workdir, entry):
-    "`-p tags '{model_version: 1.10, reviewed: yes}'` tags the run 1.10 and yes, where YAML would read the number 1.1 and True."
+def test_tag_values_given_as_text_are_logged_as_written_and_reproduce(workdir, entry):
+    "`-p tags '{model_version: 1.10, reviewed: yes}'` tags the run 1.10 and yes, where YAML would read 1.1 and True; a run named 1e5 reproduces."
     uri = f"sqlite:///{workdir}/mlflow.db"
     tags = "{model_version: 1.10, reviewed: yes, build: 1e3}"
-    if entry == "papermill":
-        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "tags", tags, cwd=workdir)
+    if entry == "papermill":  # -r: papermill's -p would read 1e5 as a float
+        out = papermill("data/runs/n.ipynb", *TINY, "-p", "tracking_uri", uri, "-p", "tags", tags, "-r", "run_name", "1e5", cwd=workdir)
     else:
-        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "tags", tags, "-o", "data/runs/n.ipynb"],
-                             cwd=workdir, capture_output=True, text=True)
+        out = subprocess.run([str(BIN / "mlwt-notebook"), "run", *TINY, "-p", "tracking_uri", uri, "-p", "tags", tags, "-p", "run_name", "1e5",
+                              "-o", "data/runs/n.ipynb"], cwd=workdir, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     (run,) = runs(uri)[1]
     assert {k: run.data.tags.get(k) for k in ("model_version", "reviewed", "build")} == {"model_version": "1.10", "reviewed": "yes", "build": "1e3"}
-
+    assert run.info.run_name == "1e5"
+    # the logged spec.yaml holds that text quoted, so it reads back as text: reproduction reloads it
+    again = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--tracking-uri", uri, "--quiet"], cwd=workdir, capture_output=True, text=True)
+    assert again.returncode == 0 and f"reproduced: run {run.info.run_id}, data unchanged" in again.stdout, again.stdout + again.stderr
 
 def test_a_boolean_given_for_a_name_is_refused_naming_papermills_raw_flag(workdir):
     "papermill's -p reads True as a boolean: a run name so given is refused before a run opens, saying how to pass the text."
