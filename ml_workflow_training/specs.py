@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml_workflow_training.core import (
-    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, fold_problem, split_table_name, suggest,
-    dump_yaml, load_yaml)
+from .core import (
+    DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, check_column_name, check_identifier, dump_yaml, fold_problem,
+    load_yaml, split_table_name, suggest)
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
@@ -723,7 +723,7 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
                 problems.append(f"tuning.param_grid: {name!r} is not a parameter of the {spec.model.model_type} model."
                                 f"{suggest(param, params)}".replace("Did you mean '", "Did you mean 'classifier__"))
             elif step == "classifier" and (problem := _grid_value_problem(spec.model, param, values)):
-                # before any fit: a search scores a refused candidate NaN and goes on with the others
+                # before any fit: a refused candidate would fail the search at 'tune', after the data was read and a run opened
                 problems.append(f"tuning.param_grid.{name}: {problem}")
             elif step == "preprocessor" and param not in PREPROCESSOR_GRID_PARAMS:
                 problems.append(f"tuning.param_grid: {name!r} is not a parameter a grid can set on the preprocessor "
