@@ -16,7 +16,7 @@ import yaml
 from .builders import default_training_spec, left_out_columns, spec_for_table
 from .core import (
     DEFAULT_DB, DEFAULT_TABLE, DataError, SpecError, add_command, add_option, command_parser, load_yaml, mean_std, run_command)
-from .data import database_url, generate_database, load_data, open_database, safe_url
+from .data import count_unlabeled, database_url, generate_database, load_data, open_database, safe_url
 from .specs import DataSpec, TrainingSpec
 from .workflow import TrainingResult, reproduce_run, run_training
 
@@ -123,7 +123,10 @@ def train_main(argv: list[str] | None = None) -> int:
     add_option(p, "target", default="target", help="with --table: the label column")
     add_option(p, "notebook", action="store_true", help="run through the papermill training notebook (its executed copy is logged to the run)")
     add_option(p, "quiet", action="store_true", help="no progress lines")
+    p.add_argument("spec_file", nargs="?", metavar="SPEC", help="the spec file, as --spec gives it (mlwt-train my_spec.yaml)")
     a = p.parse_args(argv)
+    if a.spec and a.spec_file: p.error(f"give the spec once: {a.spec_file!r} as an argument or {a.spec!r} with --spec")
+    a.spec = a.spec or a.spec_file
     return run_command(lambda: _train(a))
 
 # %% ../nbs/09_cli.ipynb #10685070
@@ -141,9 +144,13 @@ def _train(a) -> int:
         spec = default_training_spec()
         if a.table:
             X, _ = load_data(a.table, db=a.db, target=a.target, limit=1000)  # the column types are all a spec needs
-            spec, left_out = spec_for_table(X, DataSpec(db=a.db, table=a.table, target=a.target)), left_out_columns(X)
+            rows, unlabeled = count_unlabeled(a.table, db=a.db, target=a.target)  # over the whole table: the newest rows are the likely ones
+            data = DataSpec(db=a.db, table=a.table, target=a.target, missing_labels="drop" if unlabeled else "refuse")
+            spec, left_out = spec_for_table(X, data), left_out_columns(X)
         print(f"wrote {spec.save(a.write_default)}")
         if a.table and left_out: print("left out of the features: " + "; ".join(f"{c} ({why})" for c, why in left_out.items()))
+        if a.table and unlabeled:
+            print(f"{unlabeled} of {rows} rows have no {a.target!r} label: the spec trains on the others (data.missing_labels: drop)")
         return 0
     if a.notebook:
         from ml_workflow_training.notebook import run_notebook

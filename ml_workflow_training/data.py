@@ -23,7 +23,7 @@ from .core import DEFAULT_DB, DEFAULT_TABLE, DataError, check_column_name, check
 __all__ = ['METADATA_TABLE', 'STABLE_SCAN', 'PARALLEL_READ_ROWS', 'ROW_ORDER', 'ARROW_BATCH_ROWS', 'database_url', 'sqlite_path',
            'safe_url', 'database_errors', 'open_database', 'logical_type', 'read_metadata', 'generate_database',
            'release_freed_memory', 'reorder_columns', 'readable_relations', 'typed_by_values', 'load_data',
-           'feature_frame', 'dataset_fingerprint']
+           'feature_frame', 'count_unlabeled', 'dataset_fingerprint']
 
 # %% ../nbs/00_data.ipynb #766990e1
 METADATA_TABLE = "datasets_metadata"  # one row per generated dataset
@@ -589,6 +589,18 @@ def _feature_columns(table: sa.Table, meta: dict | None, target: str, columns: S
             raise DataError(f"unknown column {c!r} in table {table.name!r}.{suggest(c, names)} Columns: {names}")
     if target in columns: raise DataError(f"column {target!r} is the target; it cannot also be a feature")
     return list(columns)
+
+# %% ../nbs/00_data.ipynb #a2dd8278
+def count_unlabeled(name: str = DEFAULT_TABLE, db: str | Path = DEFAULT_DB, target: str = "target") -> tuple[int, int]:
+    "How many rows table (or view) `name` of `db` has, and how many of them have no value in column `target`: (rows, unlabeled)."
+    schema, relation = split_table_name(name)
+    check_column_name(target, "target")
+    with database_errors(db, "read") as engine, engine.connect() as conn:
+        table = sa.Table(relation, sa.MetaData(), schema=schema, autoload_with=conn)
+        if target not in table.c: raise DataError(f"target column {target!r} is not in table {name!r}")
+        rows, labeled = conn.execute(sa.select(sa.func.count(), sa.func.count(table.c[target])).select_from(table)).one()
+    return int(rows), int(rows - labeled)
+
 
 # %% ../nbs/00_data.ipynb #cf5a2283
 def dataset_fingerprint(X: pd.DataFrame, y: pd.Series | None = None) -> dict:

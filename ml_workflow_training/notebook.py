@@ -27,7 +27,7 @@ from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from .builders import default_training_spec
 from .core import Interrupted, NotebookError, SpecError, exponent_number, load_yaml, mean_std, skip_final_collection, suggest, whole_number
-from .specs import METRICS, TrainingSpec, TuningSpec
+from .specs import METRICS, DataSpec, TrainingSpec, TuningSpec
 from .tracking import fail_dead_runs, finish_sweep_run, log_executed_notebook, start_sweep_run
 
 # %% auto #0
@@ -44,6 +44,7 @@ PARAMETERS: dict[str, str] = {
     "max_depth": "override classifier max_depth", "hyperparameters": "other classifier hyperparameters (a dict)",
     "tuning": "False drops the spec's tuning; True keeps it", "calibration": "False drops the spec's calibration",
     "db": "database path or URL", "table": "table to train on", "target": "label column", "limit": "row limit",
+    "missing_labels": "'drop' trains on the rows that have a label; 'refuse' (the spec's default) fails on a row without one",
     "experiment": "MLflow experiment", "tracking_uri": "MLflow tracking URI", "run_name": "MLflow run name",
     "register": "False skips registration", "tags": "extra MLflow tags (a dict)",
     "dask_address": "run the fits on the Dask cluster whose scheduler is at this address (tcp://host:port)",
@@ -73,6 +74,7 @@ PARAMETER_TYPES: dict[str, Any] = {"tuning": bool, "calibration": bool, "registe
                                    "hyperparameters": Annotated[dict, AfterValidator(_numbers_in)],
                                    # as the tuning spec takes them: checked even where tuning=False makes them moot
                                    "time_budget_s": Annotated[float, Field(gt=0)], "search": TuningSpec.model_fields["strategy"].annotation,
+                                   "missing_labels": DataSpec.model_fields["missing_labels"].annotation,
                                    **{name: str for name in ("model_type", "db", "table", "target", "experiment", "tracking_uri", "run_name",
                                                              "dask_address")}}
 TEXT_VALUED_PARAMETERS = ("tags",)  # a mapping whose values are text: `{version: 1.10}` keeps '1.10', which YAML would read as 1.1
@@ -136,7 +138,7 @@ def spec_from_parameters(spec_file: str | None = None, **params) -> TrainingSpec
     model["hyperparameters"].update(p.get("hyperparameters") or {})
     if p.get("tuning") is False: data["tuning"] = None
     if p.get("calibration") is False: data["calibration"] = None
-    data["data"].update({k: p[k] for k in ("db", "table", "target", "limit") if k in p})
+    data["data"].update({k: p[k] for k in ("db", "table", "target", "limit", "missing_labels") if k in p})
     ml = data["mlflow"]
     ml.update({k2: p[k1] for k1, k2 in [("experiment", "experiment_name"), ("tracking_uri", "tracking_uri"), ("run_name", "run_name")] if k1 in p})
     ml["tags"].update({str(k): str(v) for k, v in (p.get("tags") or {}).items()})

@@ -588,6 +588,8 @@ class DataSpec(Spec):
     "feature columns to read (default: all features)"
     limit: int | None = Field(None, ge=1)
     "read at most this many rows"
+    missing_labels: Literal["refuse", "drop"] = "refuse"
+    "rows with no label: refuse them (the run fails, naming how many), or drop them and train on the labeled rows (their count is logged)"
 
     @field_validator("table", "target")
     @classmethod

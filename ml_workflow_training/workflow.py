@@ -333,8 +333,9 @@ def _load(spec: TrainingSpec, X, y, row_order: Callable | None = None) -> tuple[
 
 # %% ../nbs/08_workflow.ipynb #c7d42559
 class _StratifiedHoldout:
-    "A shuffled, stratified holdout's draw, as `train_test_split` draws it; called on the labels, the training rows then the test rows."
-    def __init__(self, v: ValidationSpec): self.v, self.n_train = v, None
+    "A shuffled, stratified holdout's draw, as `train_test_split` draws it; called on the labels, the training rows then the test rows (then, when `labeled_only`, the rows with no label)."
+    def __init__(self, v: ValidationSpec, labeled_only: bool = False):
+        self.v, self.labeled_only, self.n_train, self.n_labeled = v, labeled_only, None, None
 
     def positions(self, y) -> tuple[np.ndarray, np.ndarray]:
         "The training and the test rows' positions."
@@ -348,9 +349,16 @@ class _StratifiedHoldout:
                              "or set validation.stratified: false") from None
 
     def __call__(self, y) -> np.ndarray:
-        train, test = self.positions(y)
-        self.n_train = len(train)  # the loader puts the rows in this order: the split is then two slices
-        return np.concatenate([train, test])
+        y = pd.Series(y)
+        unlabeled = np.flatnonzero(y.isna().to_numpy()) if self.labeled_only else np.empty(0, dtype=np.intp)
+        if len(unlabeled) == 0: train, test = self.positions(y)
+        elif len(unlabeled) == len(y): train = test = np.empty(0, dtype=np.intp)  # nothing to draw: `_labeled_only` says so
+        else:  # drawn among the labeled rows, as if the others were not there: the same draw as from a table without them
+            labeled = np.flatnonzero(y.notna().to_numpy())
+            train, test = (labeled[p] for p in self.positions(y.iloc[labeled]))
+        # the loader puts the rows in this order: the split is then two slices, and the unlabeled rows a tail to cut off
+        self.n_train, self.n_labeled = len(train), len(train) + len(test)
+        return np.concatenate([train, test, unlabeled])
 
 # %% ../nbs/08_workflow.ipynb #d6d08ded
 def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec, shuffle: bool,
@@ -363,15 +371,41 @@ def _holdout(X: pd.DataFrame, y: pd.Series, v: ValidationSpec, shuffle: bool,
     train, test = _StratifiedHoldout(v).positions(y)
     return X.iloc[train], X.iloc[test], y.iloc[train], y.iloc[test]
 
+# %% ../nbs/08_workflow.ipynb #25ec2b62
+def _labeled_only(X: pd.DataFrame, y: pd.Series, drawn: _StratifiedHoldout | None = None) -> tuple[pd.DataFrame, pd.Series, int]:
+    "`X, y` without the rows that have no label, and how many those were (after a labeled-only draw they are the last rows: cut off, not copied)."
+    missing = int(y.isna().sum())
+    if missing == 0: return X, y, 0
+    if missing == len(y): raise InputError(f"no row has a label in {y.name!r}: there is nothing to train on")
+    if drawn is not None and drawn.n_labeled is not None: X, y = X.iloc[:drawn.n_labeled], y.iloc[:drawn.n_labeled]
+    else:
+        keep = y.notna().to_numpy()
+        X, y = X[keep], y[keep]
+    if pd.api.types.is_extension_array_dtype(y) and y.dtype.kind in "iufb":  # the loader's Int64 for a column with gaps: none now
+        y = y.astype(y.dtype.numpy_dtype)
+    return X, y, missing
+
+
 # %% ../nbs/08_workflow.ipynb #af0af880
 def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     "Load, split and check the data against the spec, all before any fit."
     v = spec.validation
     split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
-    drawn = _StratifiedHoldout(v) if split_here and shuffle and v.stratified else None  # a table read here comes in its order
+    drop = spec.data.missing_labels == "drop"
+    drawn = _StratifiedHoldout(v, drop) if split_here and shuffle and v.stratified else None  # a table read here comes in its order
     with step("load") as note:
         X, y, source, lineage = _load(spec, X, y, drawn)
         note["text"] = f"{len(X)} rows x {X.shape[1]} columns from {source}"
+        if drop:
+            X, y, left_out = _labeled_only(X, y, drawn)
+            if X_test is not None and y_test is not None:
+                X_test, y_test, left_out_test = _labeled_only(X_test, _labels(X_test, y_test))
+                lineage = {**lineage, "dataset.test.unlabeled_rows_left_out": left_out_test}
+            lineage = {**lineage, "dataset.training.unlabeled_rows_left_out": left_out}
+            if left_out: note["text"] += f"; {left_out} rows with no label left out (data.missing_labels: drop)"
+        elif (missing := int(y.isna().sum())):  # said before any other check: the spec has the remedy
+            raise InputError(f"the target {y.name!r} has {missing} missing labels (NaN): "
+                             "set data.missing_labels: drop to train on the labeled rows, or fill them")
     with step("split") as note:
         if split_here: X, X_test, y, y_test = _holdout(X, y, v, shuffle, drawn)
         shuffled = split_here and shuffle  # the training rows are in random order: fit_on_shuffled_rows may validate on their tail

@@ -127,15 +127,17 @@ def holdout_spec(uri: str):
                                    "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
 
 
-def train_through(entry: str, workdir, uri: str) -> subprocess.CompletedProcess:
-    "Train holdout.yaml (already written) through `entry`, a console command or papermill, on the store at `uri`."
+def train_through(entry: str, workdir, uri: str, params: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    "Train holdout.yaml (already written) through `entry`, a console command or papermill, on the store at `uri`; `params`: notebook parameters (notebook entries only)."
+    given = [x for k, v in (params or {}).items() for x in ("-p", k, v)]
+    if params and entry not in ("mlwt-notebook", "papermill", "mlwt-sweep"): raise ValueError(f"{entry} takes no notebook parameters")
     if entry == "python": cmd = [BIN / "python", "-c", "from ml_workflow_training import TrainingSpec, run_training; run_training(TrainingSpec.load('holdout.yaml'))"]
     elif entry == "mlwt-train": cmd = [BIN / "mlwt-train", "--spec", "holdout.yaml", "--quiet"]
     elif entry == "mlwt-train --notebook": cmd = [BIN / "mlwt-train", "--notebook", "--spec", "holdout.yaml", "--quiet"]
-    elif entry == "mlwt-notebook": cmd = [BIN / "mlwt-notebook", "run", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri, "-o", "data/runs/h.ipynb"]
-    elif entry == "papermill": cmd = [BIN / "papermill", template_path(), "data/runs/h.ipynb", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri]
+    elif entry == "mlwt-notebook": cmd = [BIN / "mlwt-notebook", "run", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri, "-o", "data/runs/h.ipynb", *given]
+    elif entry == "papermill": cmd = [BIN / "papermill", template_path(), "data/runs/h.ipynb", "-p", "spec_file", "holdout.yaml", "-p", "tracking_uri", uri, *given]
     else:
-        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": {"tracking_uri": uri}, "runs": [{"spec_file": "holdout.yaml"}]}))
+        (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": {"tracking_uri": uri}, "runs": [{"spec_file": "holdout.yaml", **(params or {})}]}))
         cmd = [BIN / "mlwt-sweep", "sweep.yaml", "--max-parallel", "1"]
     return subprocess.run([str(c) for c in cmd], cwd=workdir, capture_output=True, text=True)
 
@@ -255,6 +257,52 @@ def test_a_class_too_rare_for_the_holdout_is_said_through_every_entry_point_and_
         assert p.returncode != 0 and said in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr[-2000:]
         if entry != "papermill": assert "Traceback" not in (p.stdout if entry == "mlwt-sweep" else p.stderr)
     assert trainings(uri) == []  # said before the run opened: nothing to sweep, nothing registered
+
+
+def unlabeled_table() -> None:
+    "Table `unlabeled`: the seed's, its newest 50 rows without a label (their outcome not known yet)."
+    with sqlite3.connect("data/ml_workflow.db") as con:
+        con.execute("CREATE TABLE unlabeled AS SELECT * FROM classification_data")
+        con.execute("UPDATE unlabeled SET target = NULL WHERE rowid > 950")
+
+
+@pytest.mark.parametrize("policy", ["refuse", "drop"])
+@pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_rows_with_no_label_are_refused_or_left_out_as_the_spec_says_through_every_entry_point(workdir, entry, policy):
+    "Refused: one message naming the remedy, nothing recorded. Dropped (by the spec, or the notebook parameter): train_test_split's run on the labeled rows, the count logged."
+    unlabeled_table()
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    spec = holdout_spec(uri)
+    by_parameter = policy == "drop" and entry in ("mlwt-notebook", "papermill", "mlwt-sweep")  # the parameter overrides a spec that refuses
+    data = {"table": "unlabeled", **({"missing_labels": "drop"} if policy == "drop" and not by_parameter else {})}
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update=data)})
+    spec.save(workdir / "holdout.yaml")
+    p = train_through(entry, workdir, uri, {"missing_labels": "drop"} if by_parameter else None)
+    out = p.stdout + p.stderr
+    if policy == "refuse":
+        said = "the target 'target' has 50 missing labels (NaN): set data.missing_labels: drop to train on the labeled rows, or fill them"
+        assert p.returncode != 0 and said in out, out[-3000:]
+        if entry == "python": assert "ml_workflow_training.core.InputError: " + said in p.stderr, p.stderr[-3000:]  # the API raises it
+        elif entry != "papermill": assert "Traceback" not in (p.stdout if entry == "mlwt-sweep" else p.stderr), out[-3000:]
+        assert trainings(uri) == []  # said before the run opened
+        return
+    assert p.returncode == 0, out[-3000:]
+    X, y = load_data("unlabeled", db="data/ml_workflow.db")
+    labeled = y.notna()
+    X_train, X_test, y_train, y_test = train_test_split(X[labeled], y[labeled].astype(np.int64), test_size=0.25, random_state=42,
+                                                        stratify=y[labeled])
+    plain = build_pipeline(spec.features, spec.model).fit(X_train, y_train)  # scikit-learn alone, on the labeled rows
+    expected = compute_metrics(y_test, plain.predict_proba(X_test), plain.classes_, ["roc_auc", "log_loss"])
+    (run,) = trainings(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["registered"] == "true"
+    assert run.data.tags["dataset.training.unlabeled_rows_left_out"] == "50" and run.data.params["data.missing_labels"] == "drop"
+    assert run.data.params["dataset.training.n_rows"] == str(len(y_train))
+    assert {k: run.data.metrics[f"test_{k}"] for k in expected} == pytest.approx(expected, rel=1e-12)
+    served = load_model("models:/gradient_boost_v1@staging", tracking_uri=uri)
+    np.testing.assert_array_equal(served.predict(X_test), plain.predict(X_test))  # labels as the table's whole numbers
+    again = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--tracking-uri", uri, "--quiet"], cwd=workdir,
+                           capture_output=True, text=True)  # the logged spec leaves the same rows out again
+    assert again.returncode == 0 and f"reproduced: run {run.info.run_id}, data unchanged" in again.stdout, again.stdout + again.stderr
 
 
 STORES_THAT_CANNOT_BE_USED = {  # what each is, and what the one message about it must say
