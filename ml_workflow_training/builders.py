@@ -46,10 +46,10 @@ class FeatureSpecBuilder(_Builder):
 
     def add_categorical_group(self, columns, imputer_strategy: str | None = "most_frequent", encoder: str = "onehot",
                               handle_unknown: str = "ignore", min_frequency: float | None = None,
-                              fill_value: str | None = None) -> "FeatureSpecBuilder":
+                              fill_value: str | None = None, max_categories: int | None = None) -> "FeatureSpecBuilder":
         "Categorical columns: impute, then encode."
         return self._add("categorical", columns, imputer_strategy=imputer_strategy, encoder=encoder,
-                         handle_unknown=handle_unknown, min_frequency=min_frequency, fill_value=fill_value)
+                         handle_unknown=handle_unknown, min_frequency=min_frequency, fill_value=fill_value, max_categories=max_categories)
 
     def add_boolean_group(self, columns, imputer_strategy: str | None = "most_frequent") -> "FeatureSpecBuilder":
         "Boolean columns, as 0/1."

@@ -5,6 +5,7 @@
 # %% ../nbs/02_preprocessing.ipynb #c7007f41
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,8 @@ from .core import InputError, suggest
 from .specs import FeatureGroup, FeatureSpec
 
 # %% auto #0
-__all__ = ['check_features', 'CategoryCaster', 'group_transformer', 'rows_contiguous', 'FeatureSpecPipeline']
+__all__ = ['NATIVE_MAX_CATEGORIES', 'check_features', 'CategoryCaster', 'group_transformer', 'rows_contiguous',
+           'FeatureSpecPipeline']
 
 # %% ../nbs/02_preprocessing.ipynb #3e270806
 def check_features(X: pd.DataFrame, spec: FeatureSpec, training: bool = True) -> None:
@@ -60,11 +62,28 @@ _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": Robust
 def _to_float(X): return X.astype("float64")
 
 # %% ../nbs/02_preprocessing.ipynb #1087fed3
+_POOLED = "infrequent_sklearn"  # the pooled category, named as OneHotEncoder names it
+
 class CategoryCaster(TransformerMixin, BaseEstimator):
-    "Cast columns to pandas categoricals with the categories seen in `fit`; unseen values become missing."
+    "Cast columns to pandas categoricals with the categories kept in `fit`: rare ones (and unseen ones, once some are pooled) share one category; unseen values otherwise become missing."
+    def __init__(self, min_frequency: int | float | None = None,  # a count, or a share of the rows below 1, as OneHotEncoder takes it
+                 max_categories: int | None = None):  # at most this many categories per column, the pooled one included
+        self.min_frequency, self.max_categories = min_frequency, max_categories
+
+    def _kept(self, col: pd.Series) -> list[str]:
+        "The categories of `col` kept apart, with the pooled one last when there is one."
+        counts = col.dropna().astype(str).value_counts(sort=False)
+        least = self.min_frequency if not self.min_frequency or self.min_frequency >= 1 else math.ceil(self.min_frequency * len(col))
+        frequent = counts[counts >= (least or 0)]
+        if self.max_categories and len(frequent) + (len(frequent) < len(counts)) > self.max_categories:
+            room = self.max_categories - 1  # the pooled category takes one place
+            frequent = frequent.sort_index().sort_values(kind="stable").iloc[len(frequent) - room:]  # ties broken as OneHotEncoder breaks them
+        kept = sorted(frequent.index.tolist())
+        return kept + [_POOLED] if len(kept) < len(counts) else kept
+
     def fit(self, X, y=None):
         # plain lists, so that the fitted object serialises with skops (a pandas Index does not)
-        self.categories_ = {c: sorted(pd.Series(X[c]).dropna().astype(str).unique().tolist()) for c in X.columns}
+        self.categories_ = {c: self._kept(pd.Series(X[c])) for c in X.columns}
         validate_data(self, X, skip_check_array=True)  # records feature_names_in_ the scikit-learn way
         return self
 
@@ -75,11 +94,15 @@ class CategoryCaster(TransformerMixin, BaseEstimator):
     @staticmethod
     def _cast(col: pd.Series, categories: list[str]) -> pd.Categorical:
         values = pd.Series(col).astype(object).where(pd.Series(col).notna(), None).map(lambda v: None if v is None else str(v))
-        return pd.Categorical(values.where(values.isin(categories), None), categories=categories)
+        pooled = _POOLED if categories and categories[-1] == _POOLED else None
+        return pd.Categorical(values.where(values.isin(categories) | values.isna(), pooled), categories=categories)
 
     def get_feature_names_out(self, input_features=None): return self.feature_names_in_.copy()
 
 # %% ../nbs/02_preprocessing.ipynb #cd8f5fa4
+NATIVE_MAX_CATEGORIES = 255  # HistGradientBoosting's limit (its max_bins): the most a model's native categorical column keeps
+
+
 def _min_frequency(group: FeatureGroup):
     "scikit-learn wants a count as int and a share as float below 1."
     v = group.min_frequency
@@ -97,19 +120,21 @@ def group_transformer(group: FeatureGroup, native_categorical: bool = False):
     if group.kind == "drop": return "drop"
     if group.kind == "passthrough": return "passthrough"
     steps: list[Any] = []
-    if group.kind == "categorical" and native_categorical and group.encoder in ("onehot", "native"):
-        return CategoryCaster()  # the model imputes and splits categories itself
+    if group.kind == "categorical" and native_categorical and group.encoder in ("onehot", "native"):  # the model imputes and splits categories itself
+        return CategoryCaster(_min_frequency(group), min(group.max_categories or NATIVE_MAX_CATEGORIES, NATIVE_MAX_CATEGORIES))
     if group.kind == "categorical" and group.encoder == "native":
         raise ValueError("encoder 'native' needs a model with native categorical support")
     if (imp := _imputer(group)) is not None: steps.append(imp)
     if group.kind == "numeric" and group.scaler_type != "none": steps.append(_SCALERS[group.scaler_type]())
     elif group.kind == "boolean": steps.append(FunctionTransformer(_to_float, feature_names_out="one-to-one"))
     elif group.kind == "categorical" and group.encoder == "onehot":
-        unknown = "infrequent_if_exist" if group.min_frequency and group.handle_unknown == "ignore" else group.handle_unknown
-        steps.append(OneHotEncoder(handle_unknown=unknown, min_frequency=_min_frequency(group), sparse_output=False))
+        pools = group.min_frequency or group.max_categories
+        unknown = "infrequent_if_exist" if pools and group.handle_unknown == "ignore" else group.handle_unknown
+        steps.append(OneHotEncoder(handle_unknown=unknown, min_frequency=_min_frequency(group), max_categories=group.max_categories,
+                                   sparse_output=False))
     elif group.kind == "categorical":
         unknown = dict(handle_unknown="use_encoded_value", unknown_value=-1) if group.handle_unknown == "ignore" else {}
-        steps.append(OrdinalEncoder(min_frequency=_min_frequency(group), encoded_missing_value=-2, **unknown))
+        steps.append(OrdinalEncoder(min_frequency=_min_frequency(group), max_categories=group.max_categories, encoded_missing_value=-2, **unknown))
     if not steps: return "passthrough"
     return make_pipeline(*steps) if len(steps) > 1 else steps[0]
 

@@ -170,6 +170,8 @@ class FeatureGroup(Spec):
     "categorical groups: what a category unseen in training does at predict time"
     min_frequency: Annotated[float, Field(gt=0)] | None = None
     "categorical groups: categories rarer than this (a count, or a fraction below 1) are pooled"
+    max_categories: Annotated[int, Field(ge=2)] | None = None
+    "categorical groups: at most this many categories, the most frequent, the pooled rest counting as one (native categories: at most 255)"
 
     @field_validator("columns")
     @classmethod
@@ -189,8 +191,8 @@ class FeatureGroup(Spec):
     def _fits_kind(self):
         if self.kind != "numeric" and self.scaler_type != "none":
             raise ValueError(f"scaler_type {self.scaler_type!r} applies to numeric groups only, not {self.kind!r}")
-        if self.kind != "categorical" and (self.encoder or self.min_frequency):
-            raise ValueError(f"encoder and min_frequency apply to categorical groups only, not {self.kind!r}")
+        if self.kind != "categorical" and (self.encoder or self.min_frequency or self.max_categories):
+            raise ValueError(f"encoder, min_frequency and max_categories apply to categorical groups only, not {self.kind!r}")
         if self.kind == "categorical" and self.imputer_strategy in ("mean", "median"):
             raise ValueError(f"imputer_strategy {self.imputer_strategy!r} needs numbers; for a categorical group use 'most_frequent' or 'constant'")
         if self.kind in ("passthrough", "drop") and self.imputer_strategy:

@@ -23,8 +23,8 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from conftest import BIN, warning_lines
-from ml_workflow_training import (build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec, generate_database,
-                                  load_data, run_training)
+from ml_workflow_training import (TrainingSpec, build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec,
+                                  generate_database, load_data, run_training)
 from ml_workflow_training.tracking import load_model
 from ml_workflow_training.core import InputError, TrackingError, WorkflowError
 from ml_workflow_training.notebook import template_path
@@ -142,10 +142,10 @@ def train_through(entry: str, workdir, uri: str, params: dict[str, str] | None =
     return subprocess.run([str(c) for c in cmd], cwd=workdir, capture_output=True, text=True)
 
 
-def trainings(uri: str) -> list:
+def trainings(uri: str, experiment: str = "production_models") -> list:
     "The runs on the store that trained (a sweep's parent run does not)."
     client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name("production_models")
+    exp = client.get_experiment_by_name(experiment)
     return [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if "registered" in r.data.tags]
 
 
@@ -303,6 +303,45 @@ def test_rows_with_no_label_are_refused_or_left_out_as_the_spec_says_through_eve
     again = subprocess.run([str(BIN / "mlwt-reproduce"), run.info.run_id, "--tracking-uri", uri, "--quiet"], cwd=workdir,
                            capture_output=True, text=True)  # the logged spec leaves the same rows out again
     assert again.returncode == 0 and f"reproduced: run {run.info.run_id}, data unchanged" in again.stdout, again.stdout + again.stderr
+
+
+def customers_table() -> pd.DataFrame:
+    "Table `customers` in data/ml_workflow.db: 3,000 rows whose `zip` holds 1,319 codes (many seen once), as a real customer table has."
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "spend": rng.gamma(2.0, 50.0, n),
+                          "zip": rng.integers(10000, 11552, n).astype(str), "plan": rng.choice(["basic", "plus", "pro"], n)})
+    frame["churn"] = ((frame["spend"] < 80) ^ (rng.random(n) < 0.2)).astype(int)
+    with sqlite3.connect("data/ml_workflow.db") as con: frame.to_sql("customers", con, index=False)
+    return frame
+
+
+@pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_the_default_spec_of_a_table_with_thousands_of_categories_trains_registers_and_serves_through_every_entry_point(workdir, entry):
+    "The blend's trees take categories natively, at most 255 (HistGradientBoosting refused the 1,319 zip codes at refit): the rest pool into one."
+    frame = customers_table()
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    wrote = subprocess.run([str(BIN / "mlwt-train"), "--write-default", "customers.yaml", "--db", "data/ml_workflow.db", "--table", "customers",
+                            "--target", "churn"], cwd=workdir, capture_output=True, text=True)
+    assert wrote.returncode == 0, wrote.stderr
+    spec = TrainingSpec.load(workdir / "customers.yaml")
+    assert spec.model.model_type == "blend" and "zip" in next(g for g in spec.features.groups if g.kind == "categorical").columns
+    spec = spec.model_copy(update={"validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25, "n_jobs": 1}),
+                                   "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
+    spec.save(workdir / "holdout.yaml")
+    p = train_through(entry, workdir, uri)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    X, y = load_data("customers", db="data/ml_workflow.db", target="churn")
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=spec.validation.random_state, stratify=y)
+    plain = build_pipeline(spec.features, spec.model).fit(X_train, y_train)  # scikit-learn alone on the same rows
+    expected = compute_metrics(y_test, plain.predict_proba(X_test), plain.classes_, ["roc_auc", "log_loss"])
+    (run,) = trainings(uri, spec.mlflow.experiment_name)
+    assert run.info.status == "FINISHED" and run.data.tags["registered"] == "true"
+    assert {k: run.data.metrics[f"test_{k}"] for k in expected} == pytest.approx(expected, rel=1e-12)
+    served = load_model(f"models:/{spec.model.name}@staging", tracking_uri=uri)
+    assert len(served[0].column_transformer_.named_transformers_["categorical_1"].categories_["zip"]) == 255
+    unseen = X_test.head(3).assign(zip=["99999", None, frame["zip"].value_counts().index[-1]])  # a new code, none, one seen once
+    np.testing.assert_allclose(served.predict_proba(unseen), plain.predict_proba(unseen), rtol=1e-12)
 
 
 STORES_THAT_CANNOT_BE_USED = {  # what each is, and what the one message about it must say
