@@ -8,6 +8,8 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import hashlib
 import importlib.metadata as md
 import io
@@ -49,12 +51,12 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry',
            'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
            'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
-           'warm_up_model_logging', 'write_model_folder', 'save_model_job', 'ModelSaver', 'PreparedModel', 'log_model',
-           'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files', 'load_model', 'gate_decision',
-           'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision', 'register_version', 'promote',
-           'unregister', 'process_tags', 'fail_dead_runs', 'record_failure', 'log_candidates', 'log_figures',
-           'log_results', 'model_card', 'refuse_active_run', 'RunRecorder', 'start_sweep_run', 'finish_sweep_run',
-           'log_executed_notebook', 'read_run']
+           'warm_up_model_logging', 'requirements_pinned_here', 'write_model_folder', 'save_model_job', 'ModelSaver',
+           'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files',
+           'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
+           'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
+           'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -535,20 +537,42 @@ def in_background(work: Callable[[], Any], name: str = "mlwt-background", quick_
 
 # %% ../nbs/07_tracking.ipynb #ee92a042
 def warm_up_model_logging() -> None:
-    "Import skops and build MLflow's installed-package map (a failure only means the first model log pays for it)."
+    "Import skops (a failure only means the first model log pays for it)."
     with contextlib.suppress(Exception):
         import skops.io  # noqa: F401
-        from mlflow.utils import requirements_utils
-        requirements_utils._init_packages_to_modules_map()
+
+# %% ../nbs/07_tracking.ipynb #c3e8f5a1
+_pinned_here = contextvars.ContextVar("mlwt_requirements_pinned_here", default=False)
+
+
+@functools.cache  # put in once: each call looks at `_pinned_here`
+def _requirement_check_passing_when_pinned_here() -> None:
+    "Wrap MLflow's check of one requirement against this environment: it passes at once inside `requirements_pinned_here`."
+    from mlflow.utils import requirements_utils
+    check = requirements_utils._check_requirement_satisfied
+
+    def checked(requirement: str):
+        return None if _pinned_here.get() else check(requirement)
+    requirements_utils._check_requirement_satisfied = checked
+
+# %% ../nbs/07_tracking.ipynb #d4f9a6b2
+@contextlib.contextmanager
+def requirements_pinned_here():
+    "While the block saves or logs one of our models (its requirements pinned from this environment), MLflow's check of them against this environment passes at once, in this thread only."
+    _requirement_check_passing_when_pinned_here()
+    token = _pinned_here.set(True)
+    try: yield
+    finally: _pinned_here.reset(token)
 
 # %% ../nbs/07_tracking.ipynb #fdebf3aa
 def write_model_folder(model, path: str, signature, example: pd.DataFrame, model_type: str | None) -> tuple[Any, Any]:
     "Write MLflow's folder for `model` at `path` (skops, loaded back trusting the reviewed types only); its `Model` and the model loaded back."
     from mlflow.models import Model
     mlmodel = Model()
-    _SklearnServedWithProbabilities.save_model(path, mlflow_model=mlmodel, sk_model=model, signature=signature, input_example=example,
-                                               pip_requirements=pip_requirements(model_type), serialization_format="skops",
-                                               skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
+    with requirements_pinned_here():
+        _SklearnServedWithProbabilities.save_model(path, mlflow_model=mlmodel, sk_model=model, signature=signature, input_example=example,
+                                                   pip_requirements=pip_requirements(model_type), serialization_format="skops",
+                                                   skops_trusted_types=sorted(REVIEWED_SKOPS_TYPES))
     return mlmodel, _LOADED_WHILE_LOGGING.pop(path)
 
 # %% ../nbs/07_tracking.ipynb #7971d7ce
@@ -667,7 +691,8 @@ def log_model(model, X: pd.DataFrame, name: str = "model", n_example: int = 5, m
     from mlflow.models import Model
     own = prepared is None
     prepared = prepared or PreparedModel(model, X, model_type, n_example).save()
-    try: return Model.log(None, name=name, flavor=_PreparedFlavor, prepared=prepared, serialization_format="skops")
+    try:
+        with requirements_pinned_here(): return Model.log(None, name=name, flavor=_PreparedFlavor, prepared=prepared, serialization_format="skops")
     finally:
         _LOADED_WHILE_LOGGING.pop(getattr(prepared, "logged_from", None), None)
         if own: prepared.folder.cleanup()  # a folder made here is copied into the store: not left behind
