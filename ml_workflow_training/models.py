@@ -22,13 +22,13 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .core import InputError, SpecError, fold_problem, take_rows
-from .preprocessing import FeatureSpecPipeline
-from .specs import MODEL_TYPES, NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, estimator_class
+from .preprocessing import NATIVE_MAX_CATEGORIES, FeatureSpecPipeline
+from .specs import MODEL_TYPES, NATIVE_CATEGORICAL_MODELS, Distribution, FeatureSpec, ModelSpec, TuningSpec, estimator_class
 
 # %% auto #0
 __all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'takes_missing_values', 'check_missing_values',
            'GradientBoostingClassifierImpl', 'check_target', 'check_training_folds', 'HeldOutEarlyStopping',
-           'build_pipeline', 'early_stopping_fraction', 'fit_on_shuffled_rows']
+           'native_category_cap', 'build_pipeline', 'early_stopping_fraction', 'fit_on_shuffled_rows']
 
 # %% ../nbs/03_models.ipynb #72be8c11
 try: from xgboost import XGBClassifier as _XGBClassifier
@@ -205,12 +205,22 @@ class HeldOutEarlyStopping(Pipeline):
                 booster.fit(X_train, y_fit, eval_set=eval_set, callbacks=[lightgbm.early_stopping(self.patience, verbose=False)])
         return self
 
+# %% ../nbs/03_models.ipynb #9a1e2f31
+def native_category_cap(model_spec: ModelSpec, tuning: TuningSpec | None = None) -> int:
+    "The most categories a native categorical column may keep for `model_spec`'s model: hist gradient boosting's `max_bins` (the smallest a search tries), else 255."
+    if model_spec.model_type != "hist_gradient_boosting": return NATIVE_MAX_CATEGORIES
+    bins = [model_spec.hyperparameters.get("max_bins", NATIVE_MAX_CATEGORIES)]
+    tried = tuning.param_grid.get("classifier__max_bins", []) if tuning is not None else []
+    bins += [tried.low] if isinstance(tried, Distribution) else list(tried)
+    return min(NATIVE_MAX_CATEGORIES, *(int(b) for b in bins))
+
 # %% ../nbs/03_models.ipynb #e66f603c
-def build_pipeline(feature_spec: FeatureSpec, model_spec: ModelSpec | None = None) -> Pipeline:
-    "A `preprocessor` + `classifier` pipeline from the specs (a `HeldOutEarlyStopping` one for LightGBM or XGBoost stopping early)."
+def build_pipeline(feature_spec: FeatureSpec, model_spec: ModelSpec | None = None, tuning: TuningSpec | None = None) -> Pipeline:
+    "A `preprocessor` + `classifier` pipeline from the specs (a `HeldOutEarlyStopping` one for LightGBM or XGBoost stopping early); `tuning`: the search it will go through."
     model_spec = model_spec or ModelSpec()
     native = model_spec.model_type in NATIVE_CATEGORICAL_MODELS and any(g.kind == "categorical" for g in feature_spec.groups)
-    steps = [("preprocessor", FeatureSpecPipeline(feature_spec, native_categorical=native)), ("classifier", build_classifier(model_spec))]
+    preprocessor = FeatureSpecPipeline(feature_spec, native_categorical=native, native_max_categories=native_category_cap(model_spec, tuning))
+    steps = [("preprocessor", preprocessor), ("classifier", build_classifier(model_spec))]
     es = model_spec.early_stopping
     if es and model_spec.model_type in ("lightgbm", "xgboost"):
         return HeldOutEarlyStopping(steps, validation_fraction=es.validation_fraction, patience=es.patience, random_state=model_spec.random_state)

@@ -115,13 +115,13 @@ def _imputer(group: FeatureGroup):
     return SimpleImputer(strategy=group.imputer_strategy, keep_empty_features=True, **kw)
 
 # %% ../nbs/02_preprocessing.ipynb #09ce5325
-def group_transformer(group: FeatureGroup, native_categorical: bool = False):
-    "The scikit-learn transformer for one column group."
+def group_transformer(group: FeatureGroup, native_categorical: bool = False, native_max_categories: int = NATIVE_MAX_CATEGORIES):
+    "The scikit-learn transformer for one column group (a native categorical keeping at most `native_max_categories`, the model's limit)."
     if group.kind == "drop": return "drop"
     if group.kind == "passthrough": return "passthrough"
     steps: list[Any] = []
     if group.kind == "categorical" and native_categorical and group.encoder in ("onehot", "native"):  # the model imputes and splits categories itself
-        return CategoryCaster(_min_frequency(group), min(group.max_categories or NATIVE_MAX_CATEGORIES, NATIVE_MAX_CATEGORIES))
+        return CategoryCaster(_min_frequency(group), min(group.max_categories or native_max_categories, native_max_categories))
     if group.kind == "categorical" and group.encoder == "native":
         raise ValueError("encoder 'native' needs a model with native categorical support")
     if (imp := _imputer(group)) is not None: steps.append(imp)
@@ -149,9 +149,12 @@ def rows_contiguous(frame: pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/02_preprocessing.ipynb #3945f577
 class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
     "A scikit-learn transformer built from a `FeatureSpec` (the seed's API); pandas in, pandas out."
+    native_max_categories = NATIVE_MAX_CATEGORIES  # what a model saved before the parameter existed reads
+
     def __init__(self, feature_specs: FeatureSpec | None = None,  # the spec; None: every column numeric, mean-imputed, standardised
-                 native_categorical: bool = False):  # hand one-hot groups to the model as pandas categoricals
-        self.feature_specs, self.native_categorical = feature_specs, native_categorical
+                 native_categorical: bool = False,  # hand one-hot groups to the model as pandas categoricals
+                 native_max_categories: int = NATIVE_MAX_CATEGORIES):  # the most categories a native column keeps (the model's limit)
+        self.feature_specs, self.native_categorical, self.native_max_categories = feature_specs, native_categorical, native_max_categories
 
     def _spec(self, X) -> FeatureSpec:
         if self.feature_specs is not None: return self.feature_specs
@@ -175,7 +178,8 @@ class FeatureSpecPipeline(TransformerMixin, BaseEstimator):
         spec = self._spec(X)
         check_features(X, spec)
         self.column_transformer_ = ColumnTransformer(
-            [(f"{g.kind}_{i}", group_transformer(g, self.native_categorical), list(g.columns)) for i, g in enumerate(spec.groups)],
+            [(f"{g.kind}_{i}", group_transformer(g, self.native_categorical, self.native_max_categories), list(g.columns))
+             for i, g in enumerate(spec.groups)],
             remainder="drop", verbose_feature_names_out=False).set_output(transform="pandas")
         self.column_transformer_.fit(X, y)
         return self

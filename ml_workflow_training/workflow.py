@@ -223,7 +223,7 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
            model_ready: Callable[[Any], None] = lambda model: None, rows_shuffled: bool = False) -> TrainingResult:
     "Tune, refit, calibrate, cross-validate and evaluate: the model and everything measured about it."
     r = TrainingResult(spec)
-    pipeline = build_pipeline(spec.features, spec.model)
+    pipeline = build_pipeline(spec.features, spec.model, spec.tuning)
     groups = X[spec.validation.group_column] if spec.validation.split == "group" else None  # folds never split a group
     r.tuning_summary = _tune(spec, pipeline, X, y, groups, step)
     with step("refit") as note:

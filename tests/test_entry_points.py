@@ -24,7 +24,8 @@ from sklearn.model_selection import train_test_split
 
 from conftest import BIN, warning_lines
 from ml_workflow_training import (TrainingSpec, build_pipeline, compute_metrics, dataset_fingerprint, default_training_spec,
-                                  generate_database, load_data, run_training)
+                                  ModelSpec, generate_database, load_data, run_training)
+from ml_workflow_training.specs import TuningSpec
 from ml_workflow_training.tracking import load_model
 from ml_workflow_training.core import InputError, TrackingError, WorkflowError
 from ml_workflow_training.notebook import template_path
@@ -343,6 +344,37 @@ def test_the_default_spec_of_a_table_with_thousands_of_categories_trains_registe
     unseen = X_test.head(3).assign(zip=["99999", None, frame["zip"].value_counts().index[-1]])  # a new code, none, one seen once
     np.testing.assert_allclose(served.predict_proba(unseen), plain.predict_proba(unseen), rtol=1e-12)
 
+
+
+@pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_hist_gradient_boosting_searched_over_max_bins_takes_a_column_with_more_categories_through_every_entry_point(workdir, entry):
+    "HistGradientBoosting refuses a categorical column with more categories than its max_bins: native columns keep at most the smallest max_bins the search tries."
+    customers_table()
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    wrote = subprocess.run([str(BIN / "mlwt-train"), "--write-default", "customers.yaml", "--db", "data/ml_workflow.db", "--table", "customers",
+                            "--target", "churn"], cwd=workdir, capture_output=True, text=True)
+    assert wrote.returncode == 0, wrote.stderr
+    spec = TrainingSpec.load(workdir / "customers.yaml")
+    spec = spec.model_copy(update={
+        "model": ModelSpec(name="hgb_bins", model_type="hist_gradient_boosting", hyperparameters={"max_bins": 63, "max_iter": 30}),
+        "tuning": TuningSpec(param_grid={"classifier__max_bins": [31, 63]}, cv_folds=3, n_jobs=1),
+        "validation": spec.validation.model_copy(update={"strategy": "holdout", "test_size": 0.25, "n_jobs": 1}),
+        "mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})})
+    spec.save(workdir / "holdout.yaml")
+    p = train_through(entry, workdir, uri)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    (run,) = trainings(uri, spec.mlflow.experiment_name)
+    assert run.info.status == "FINISHED" and run.data.tags["registered"] == "true"
+    served = load_model(f"models:/{spec.model.name}@staging", tracking_uri=uri)
+    best = served[-1].max_bins  # the search's choice, refitted
+    assert best in (31, 63)
+    X, y = load_data("customers", db="data/ml_workflow.db", target="churn")
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=spec.validation.random_state, stratify=y)
+    plain = build_pipeline(spec.features, spec.model, spec.tuning).set_params(classifier__max_bins=best).fit(X_train, y_train)
+    kept = [c for name, t in served[0].column_transformer_.named_transformers_.items() if name.startswith("categorical")
+            for col, c in t.categories_.items() if col == "zip"]
+    assert [len(c) for c in kept] == [31]  # the smallest max_bins searched, whichever won
+    np.testing.assert_allclose(served.predict_proba(X_test), plain.predict_proba(X_test), rtol=1e-12)
 
 STORES_THAT_CANNOT_BE_USED = {  # what each is, and what the one message about it must say
     "a file that is no database": ("sqlite:///{workdir}/notdb.txt", "cannot be used: DatabaseError: file is not a database"),
