@@ -170,3 +170,33 @@ def test_plain_install_sweeps_reproduces_and_stops_a_run_cleanly(fresh, tmp_path
     assert killed.info.status == "KILLED" and killed.data.tags["failed_step"] == "tune" and killed.data.tags["registered"] == "false"
     assert {"spec.yaml", "versions.json"} <= {a.path for a in client.list_artifacts(opened.info.run_id)}
     assert all_gone(workers, 3) == []  # a worker checks its parent once a second
+
+
+def test_plain_install_trains_the_default_spec_of_a_table_with_thousands_of_codes_and_rows_not_labeled_yet(fresh, tmp_path):
+    "A customer table as it comes: a zip code with 1,319 values, and the newest 150 rows with no outcome yet; `mlwt-train --write-default`'s spec trains and registers as is."
+    table = subprocess.run([str(fresh / "python"), "-c", (
+        "import sqlite3, numpy as np, pandas as pd; rng = np.random.default_rng(0); n = 3000;"
+        "f = pd.DataFrame({'age': rng.integers(18, 80, n), 'spend': rng.gamma(2.0, 50.0, n), 'zip': rng.integers(10000, 11552, n).astype(str)});"
+        "f['churn'] = ((f['spend'] < 80) ^ (rng.random(n) < 0.2)).astype(float); f.loc[n - 150:, 'churn'] = np.nan;"
+        "con = sqlite3.connect('customers.db'); f.to_sql('customers', con, index=False); con.close()")], cwd=tmp_path)
+    assert table.returncode == 0
+    wrote = run_plain(fresh, ["mlwt-train", "--write-default", "customers.yaml", "--db", "customers.db", "--table", "customers",
+                              "--target", "churn"], tmp_path, tmp_path)
+    assert wrote.returncode == 0, wrote.stderr
+    quick = subprocess.run([str(fresh / "python"), "-c", (
+        "import yaml; d = yaml.safe_load(open('customers.yaml')); assert d['data']['missing_labels'] == 'drop', d['data'];"
+        "d['tuning'] = None; d['calibration'] = None; d['validation'].update(strategy='holdout', test_size=0.25);"
+        "yaml.safe_dump(d, open('quick.yaml', 'w')); print(d['model']['name'], d['model']['model_type'])")], cwd=tmp_path, capture_output=True, text=True)
+    assert quick.returncode == 0, quick.stderr
+    name, model_type = quick.stdout.split()
+    assert model_type == "blend"  # its trees take the zip code natively
+    train = run_plain(fresh, ["mlwt-train", "quick.yaml"], tmp_path, tmp_path)
+    assert train.returncode == 0 and f"registered {name} version 1 as @staging" in train.stdout, train.stdout[-3000:] + train.stderr[-3000:]
+    assert "150 rows with no label left out (data.missing_labels: drop)" in train.stdout, train.stdout
+    served = run_plain(fresh, ["python", "-c", (
+        "import mlflow; from ml_workflow_training.tracking import load_model;"
+        f"m = load_model('models:/{name}@staging', tracking_uri='sqlite:///mlflow.db');"
+        "print([len(t.categories_['zip']) for t in m[0].column_transformer_.named_transformers_.values() if 'zip' in getattr(t, 'categories_', {})]);"
+        "c = mlflow.MlflowClient('sqlite:///mlflow.db'); (r,) = c.search_runs([e.experiment_id for e in c.search_experiments()]);"
+        "print(r.data.tags['dataset.training.unlabeled_rows_left_out'])")], tmp_path, tmp_path)
+    assert served.returncode == 0 and served.stdout.split("\n")[:2] == ["[255]", "150"], served.stdout + served.stderr[-3000:]
