@@ -333,9 +333,9 @@ def _load(spec: TrainingSpec, X, y, row_order: Callable | None = None) -> tuple[
 
 # %% ../nbs/08_workflow.ipynb #c7d42559
 class _StratifiedHoldout:
-    "A shuffled, stratified holdout's draw, as `train_test_split` draws it; called on the labels, the training rows then the test rows (then, when `labeled_only`, the rows with no label)."
-    def __init__(self, v: ValidationSpec, labeled_only: bool = False):
-        self.v, self.labeled_only, self.n_train, self.n_labeled = v, labeled_only, None, None
+    "A shuffled, stratified holdout's draw, as `train_test_split` draws it among the labeled rows; called on the labels, the training rows then the test rows, then the rows with no label."
+    def __init__(self, v: ValidationSpec):
+        self.v, self.n_train, self.n_labeled = v, None, None
 
     def positions(self, y) -> tuple[np.ndarray, np.ndarray]:
         "The training and the test rows' positions."
@@ -350,7 +350,7 @@ class _StratifiedHoldout:
 
     def __call__(self, y) -> np.ndarray:
         y = pd.Series(y)
-        unlabeled = np.flatnonzero(y.isna().to_numpy()) if self.labeled_only else np.empty(0, dtype=np.intp)
+        unlabeled = np.flatnonzero(y.isna().to_numpy())  # none unless data.missing_labels is drop: else the run stops after the load
         if len(unlabeled) == 0: train, test = self.positions(y)
         elif len(unlabeled) == len(y): train = test = np.empty(0, dtype=np.intp)  # nothing to draw: `_labeled_only` says so
         else:  # drawn among the labeled rows, as if the others were not there: the same draw as from a table without them
@@ -392,7 +392,7 @@ def _prepare(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer) -> dict:
     v = spec.validation
     split_here, shuffle = v.strategy in ("holdout", "both") and X_test is None, v.split != "time_series"
     drop = spec.data.missing_labels == "drop"
-    drawn = _StratifiedHoldout(v, drop) if split_here and shuffle and v.stratified else None  # a table read here comes in its order
+    drawn = _StratifiedHoldout(v) if split_here and shuffle and v.stratified else None  # a table read here comes in its order
     with step("load") as note:
         X, y, source, lineage = _load(spec, X, y, drawn)
         note["text"] = f"{len(X)} rows x {X.shape[1]} columns from {source}"
