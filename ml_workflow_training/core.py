@@ -20,12 +20,12 @@ from typing import Any, Callable, Sequence
 import yaml
 
 # %% auto #0
-__all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError', 'TrackingError',
-           'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted', 'stop_on_sigterm',
-           'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name', 'check_column_name',
-           'suggest', 'exponent_number', 'whole_number', 'load_yaml', 'dump_yaml', 'fold_problem', 'mean_std',
-           'take_rows', 'package_version', 'DefaultsHelpFormatter', 'command_parser', 'add_option', 'add_command',
-           'run_command']
+__all__ = ['DEFAULT_DB', 'DEFAULT_TABLE', 'TEXT_VALUED_KEYS', 'MLWorkflowError', 'SpecError', 'DataError', 'InputError',
+           'TrackingError', 'WorkflowError', 'NotebookError', 'FeatureStoreError', 'EngineError', 'Interrupted',
+           'stop_on_sigterm', 'frozen_heap', 'skip_final_collection', 'check_identifier', 'split_table_name',
+           'check_column_name', 'suggest', 'exponent_number', 'whole_number', 'load_yaml', 'dump_yaml', 'fold_problem',
+           'mean_std', 'take_rows', 'package_version', 'DefaultsHelpFormatter', 'command_parser', 'add_option',
+           'add_command', 'run_command']
 
 # %% ../nbs/00_core.ipynb #6d3d6e14
 class MLWorkflowError(Exception):
@@ -182,10 +182,32 @@ _NumbersLoader.add_implicit_resolver("!exponent_number", _EXPONENT_SCALAR, list(
 _NumbersLoader.add_constructor("!exponent_number", _NumbersLoader.construct_exponent_number)
 
 
+# %% ../nbs/00_core.ipynb #a3f1c2d5
+TEXT_VALUED_KEYS = ("tags",)  # mappings whose values stay text as written (MLflow keeps tags as text)
+_TYPED_SCALARS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "!exponent_number"}
+
+
+def _values_as_written(node: yaml.Node) -> None:
+    "Under `node`, the numbers and booleans of each mapping under a `TEXT_VALUED_KEYS` key re-tagged as text, as written."
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value: _values_as_written(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in TEXT_VALUED_KEYS and isinstance(value, yaml.MappingNode):
+                for _, v in value.value:
+                    if isinstance(v, yaml.ScalarNode) and v.tag in _TYPED_SCALARS: v.tag = "tag:yaml.org,2002:str"
+            else: _values_as_written(value)
+
 # %% ../nbs/00_core.ipynb #c81a90a5
 def load_yaml(text: str) -> Any:
-    "`text` read by PyYAML's safe loader, with numbers in exponent form (`1e-3`, `1e5`) read as numbers, as YAML 1.2 reads them."
-    return yaml.load(text, Loader=_NumbersLoader)
+    "`text` read by PyYAML's safe loader, with numbers in exponent form (`1e-3`, `1e5`) read as numbers, as YAML 1.2 reads them; the values of a `tags` mapping stay text as written."
+    loader = _NumbersLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None: return None
+        _values_as_written(node)
+        return loader.construct_document(node)
+    finally: loader.dispose()
 
 
 # %% ../nbs/00_core.ipynb #ef599522

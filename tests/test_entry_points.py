@@ -376,6 +376,21 @@ def test_hist_gradient_boosting_searched_over_max_bins_takes_a_column_with_more_
     assert [len(c) for c in kept] == [31]  # the smallest max_bins searched, whichever won
     np.testing.assert_allclose(served.predict_proba(X_test), plain.predict_proba(X_test), rtol=1e-12)
 
+
+@pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
+def test_tag_values_in_a_spec_file_are_logged_as_written_through_every_entry_point(workdir, entry):
+    "`tags: {model_version: 1.10, reviewed: yes, ticket: 0042}` in a spec file tags the run 1.10, yes and 0042, where YAML would read 1.1, True and 34."
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    d = yaml.safe_load(holdout_spec(uri).to_yaml())
+    d["mlflow"]["tags"] = "TAGS"
+    (workdir / "holdout.yaml").write_text(yaml.safe_dump(d).replace("TAGS", "{model_version: 1.10, reviewed: yes, ticket: 0042, build: 1e3}"))
+    assert "model_version: 1.10," in (workdir / "holdout.yaml").read_text()  # unquoted, as a person writes it
+    p = train_through(entry, workdir, uri)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    (run,) = trainings(uri)
+    assert {k: run.data.tags.get(k) for k in ("model_version", "reviewed", "ticket", "build")} == \
+        {"model_version": "1.10", "reviewed": "yes", "ticket": "0042", "build": "1e3"}
+
 STORES_THAT_CANNOT_BE_USED = {  # what each is, and what the one message about it must say
     "a file that is no database": ("sqlite:///{workdir}/notdb.txt", "cannot be used: DatabaseError: file is not a database"),
     "a server that does not answer": ("http://127.0.0.1:{port}", "cannot reach the MLflow tracking server at http://127.0.0.1:{port}"),
