@@ -173,7 +173,8 @@ def test_plain_install_sweeps_reproduces_and_stops_a_run_cleanly(fresh, tmp_path
 
 
 def test_plain_install_trains_the_default_spec_of_a_table_with_thousands_of_codes_and_rows_not_labeled_yet(fresh, tmp_path):
-    "A customer table as it comes: a zip code with 1,319 values, and the newest 150 rows with no outcome yet; `mlwt-train --write-default`'s spec trains and registers as is."
+    """A customer table as it comes: a zip code with 1,319 values, and the newest 150 rows with no outcome yet; `mlwt-train --write-default`'s spec trains and registers as is.
+    Then that spec edited by hand: a search over max_bins below 255 and tags written unquoted, through the Python API and mlwt-train."""
     table = subprocess.run([str(fresh / "python"), "-c", (
         "import sqlite3, numpy as np, pandas as pd; rng = np.random.default_rng(0); n = 3000;"
         "f = pd.DataFrame({'age': rng.integers(18, 80, n), 'spend': rng.gamma(2.0, 50.0, n), 'zip': rng.integers(10000, 11552, n).astype(str)});"
@@ -200,3 +201,27 @@ def test_plain_install_trains_the_default_spec_of_a_table_with_thousands_of_code
         "c = mlflow.MlflowClient('sqlite:///mlflow.db'); (r,) = c.search_runs([e.experiment_id for e in c.search_experiments()]);"
         "print(r.data.tags['dataset.training.unlabeled_rows_left_out'])")], tmp_path, tmp_path)
     assert served.returncode == 0 and served.stdout.split("\n")[:2] == ["[255]", "150"], served.stdout + served.stderr[-3000:]
+    # the same table, as a person edits that spec: a search over max_bins below the zip code's 1,319 values, and tags written
+    # unquoted; through the Python API (whose process never builds MLflow's map of installed packages) and through mlwt-train
+    edit = subprocess.run([str(fresh / "python"), "-c", (
+        "import yaml; d = yaml.safe_load(open('quick.yaml'));"
+        "d['model'] = {'name': 'hgb_bins', 'model_type': 'hist_gradient_boosting', 'hyperparameters': {'max_bins': 63, 'max_iter': 30}};"
+        "d['tuning'] = {'param_grid': {'classifier__max_bins': [31, 63]}, 'cv_folds': 3}; d['mlflow']['tags'] = 'TAGS';"
+        "open('bins.yaml', 'w').write(yaml.safe_dump(d).replace('TAGS', '{model_version: 1.10, reviewed: yes, ticket: 0042}'))")], cwd=tmp_path)
+    assert edit.returncode == 0 and "model_version: 1.10," in (tmp_path / "bins.yaml").read_text()
+    api = run_plain(fresh, ["python", "-c", (
+        "from mlflow.utils import requirements_utils; from ml_workflow_training import run_training;"
+        "r = run_training('bins.yaml', verbose=False); print(r.registered, r.model_version, requirements_utils._MODULES_TO_PACKAGES is None)")],
+        tmp_path, tmp_path)
+    assert api.returncode == 0 and api.stdout.split() == ["True", "1", "True"], api.stdout[-3000:] + api.stderr[-3000:]  # True: never built
+    cli = run_plain(fresh, ["mlwt-train", "bins.yaml", "--quiet"], tmp_path, tmp_path)
+    assert cli.returncode == 0 and "hgb_bins version 2" in cli.stdout, cli.stdout[-3000:] + cli.stderr[-3000:]
+    record = run_plain(fresh, ["python", "-c", (
+        "import mlflow; from ml_workflow_training.tracking import load_model; c = mlflow.MlflowClient('sqlite:///mlflow.db');"
+        "runs = c.search_runs([e.experiment_id for e in c.search_experiments()], \"tags.model_type = 'hist_gradient_boosting'\");"
+        "print(sorted((r.data.tags['model_version'], r.data.tags['reviewed'], r.data.tags['ticket'], r.info.status) for r in runs));"
+        "m = load_model('models:/hgb_bins/1', tracking_uri='sqlite:///mlflow.db');"
+        "print([len(t.categories_['zip']) for t in m[0].column_transformer_.named_transformers_.values() if 'zip' in getattr(t, 'categories_', {})])")],
+        tmp_path, tmp_path)
+    assert record.returncode == 0, record.stderr[-3000:]
+    assert record.stdout.splitlines()[:2] == ["[('1.10', 'yes', '0042', 'FINISHED'), ('1.10', 'yes', '0042', 'FINISHED')]", "[31]"], record.stdout
