@@ -24,12 +24,12 @@ from .core import (
 
 # %% auto #0
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
-           'EARLY_STOPPING_PARAMS', 'ParamValues', 'PREPROCESSOR_GRID_PARAMS', 'spec_error', 'Spec',
-           'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class', 'parameter_problem',
-           'estimator_params', 'EarlyStoppingSpec', 'ModelSpec', 'Distribution', 'TuningSpec', 'CalibrationSpec',
-           'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec', 'DataSpec',
-           'ComputeSpec', 'TrainingSpec', 'calibration_split_problem', 'cross_part_problems', 'undefined_metrics',
-           'data_problems', 'data_notes']
+           'EARLY_STOPPING_PARAMS', 'ParamValues', 'GRID_COMBINATIONS_CHECKED', 'PREPROCESSOR_GRID_PARAMS',
+           'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class',
+           'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec', 'Distribution', 'TuningSpec',
+           'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec',
+           'DataSpec', 'ComputeSpec', 'TrainingSpec', 'calibration_split_problem', 'cross_part_problems',
+           'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -250,14 +250,27 @@ def estimator_class(model_type: str) -> type:
         raise SpecError([("model_type", f"{model_type!r} needs the optional package {module!r}: "
                                         f"pip install -e \".[{module}]\"")]) from None
 
+# %% ../nbs/01_specs.ipynb #5b1d0c2e
+def _raised_in(error: BaseException) -> str:
+    "The name of the module whose code raised `error` (its innermost frame)."
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None: tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+
+
 # %% ../nbs/01_specs.ipynb #cdbb3d6a
-def parameter_problem(estimator) -> str | None:
-    "scikit-learn's own verdict on `estimator`'s hyperparameters, or None; other libraries check theirs at fit."
+def parameter_problem(estimator, alone: bool = False) -> str | None:
+    "scikit-learn's own verdict on `estimator`'s hyperparameters, or None (`alone`: only each value's own constraints, not values refused together); other libraries check theirs at fit."
     if not type(estimator).__module__.startswith("sklearn."): return None
     try: estimator.fit(None, None)  # scikit-learn checks parameters first, before it touches the (here absent) data
     except (ValueError, TypeError) as e:
         if type(e).__name__ == "InvalidParameterError": return str(e)
+        if alone: return None
+        # values refused together (solver 'lbfgs' with l1_ratio 1) are the estimator's own ValueError, raised before its data checks
+        where = _raised_in(e)
+        if type(e) is ValueError and where.startswith("sklearn.") and not where.startswith("sklearn.utils."): return str(e)
     return None
+
 
 # %% ../nbs/01_specs.ipynb #a39e3217
 def estimator_params(model_type: str) -> list[str]:
@@ -701,10 +714,31 @@ def calibration_split_problem(calibration: CalibrationSpec | None, validation: V
 
 # %% ../nbs/01_specs.ipynb #ece6da56
 def _grid_value_problem(model: ModelSpec, param: str, values: list | Distribution) -> str | None:
-    "scikit-learn's verdict on the first of `values` (a distribution's draws near its ends) that `model`'s estimator refuses for `param`, or None."
+    "scikit-learn's verdict on the first of `values` (a distribution's draws near its ends) that `model`'s estimator refuses for `param` on its own, or None."
     cls = estimator_class(model.model_type)
     for value in values if isinstance(values, list) else values.near_ends():
-        if problem := parameter_problem(cls(**(model.hyperparameters | {param: value}))): return problem
+        if problem := parameter_problem(cls(**(model.hyperparameters | {param: value})), alone=True): return problem
+    return None
+
+
+# %% ../nbs/01_specs.ipynb #d7e2a9c4
+GRID_COMBINATIONS_CHECKED = 10_000  # at most, in the grid's order: one check is a parameter validation, about 0.1 ms
+
+
+def _grid_combination_problem(model: ModelSpec, grid: dict) -> str | None:
+    "The first combination of the grid's classifier values (a distribution's draws near its ends) that `model`'s estimator refuses together with its hyperparameters, and scikit-learn's reason; None."
+    import itertools
+    values = {name.partition("__")[2]: v if isinstance(v, list) else v.near_ends() for name, v in grid.items() if name.startswith("classifier__")}
+    if not values: return None
+    cls = estimator_class(model.model_type)
+    for combination in itertools.islice(itertools.product(*values.values()), GRID_COMBINATIONS_CHECKED):
+        chosen = dict(zip(values, combination))
+        if problem := parameter_problem(cls(**(model.hyperparameters | chosen))):
+            named = ", ".join(f"classifier__{k}={v!r}" for k, v in chosen.items())
+            fixed = f" with the model's hyperparameters {model.hyperparameters}" if model.hyperparameters else ""
+            return (f"the search would fit {named}{fixed}, which {cls.__name__} refuses together: {problem} "
+                    "Every combination of the grid's values is tried: keep values that go together, or search each set "
+                    "as a spec of its own (a sweep over spec_file)")
     return None
 
 
@@ -720,7 +754,7 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
         missing = [c for c in spec.features.columns if c not in spec.data.columns]
         if missing: problems.append(f"features use columns {missing} that data.columns does not list")
     if spec.tuning:
-        params = estimator_params(spec.model.model_type)
+        before, params = len(problems), estimator_params(spec.model.model_type)
         for name, values in spec.tuning.param_grid.items():
             step, _, param = name.partition("__")
             if step == "classifier" and param not in params:
@@ -734,6 +768,9 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
                                 f"({', '.join('preprocessor__' + p for p in PREPROCESSOR_GRID_PARAMS)}), which builds "
                                 "each group's steps from features when it fits, so compare other preprocessing as specs of their own "
                                 "(a sweep over spec_file)")
+        # scikit-learn's searches stop at a candidate refused; an Optuna study records it as a failed trial and goes on
+        if len(problems) == before and spec.tuning.strategy != "optuna" and (problem := _grid_combination_problem(spec.model, spec.tuning.param_grid)):
+            problems.append(f"tuning.param_grid: {problem}")
     native = [i for i, g in enumerate(spec.features.groups) if g.encoder == "native"]
     if native and spec.model.model_type not in NATIVE_CATEGORICAL_MODELS:
         problems.append(f"features.groups[{native[0]}]: encoder 'native' needs a model with native categorical "

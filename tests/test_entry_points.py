@@ -476,6 +476,8 @@ def test_a_halved_logistic_regression_on_a_rare_class_registers_and_scores_a_gap
 SPECS_REFUSED = {  # spec, then what the one message must say: both are said before a run opens, from every entry point
     "gaps handed to a model that refuses them": "features.groups[0].imputer_strategy: column 'feature_",
     "one calibrated model on a time series": "calibration.ensemble: False",
+    "grid values each valid but refused together": "the search would fit classifier__l1_ratio=1.0, classifier__solver='lbfgs', which "
+                                                   "LogisticRegression refuses together: Solver lbfgs supports only 'l2' or None penalties",
 }
 
 
@@ -488,6 +490,10 @@ def write_refused_spec(case: str, workdir, uri: str) -> None:
         spec.model_copy(update={"data": spec.data.model_copy(update={"db": "data/rare.db"}),
                                 "features": FeatureSpecBuilder().add_numeric_group([f"feature_{i}" for i in range(20)], imputer_strategy=None).build()}
                         ).save(workdir / "holdout.yaml")
+    elif case == "grid values each valid but refused together":
+        d = spec.to_dict() | {"model": {"name": "lr", "model_type": "logistic_regression"},
+                              "tuning": {"param_grid": {"classifier__l1_ratio": [0.0, 1.0], "classifier__solver": ["saga", "lbfgs"]}, "cv_folds": 3}}
+        (workdir / "holdout.yaml").write_text(yaml.safe_dump(d))
     else:
         d = spec.to_dict() | {"calibration": {"method": "sigmoid", "cv_folds": 3, "ensemble": False}}
         d["validation"] |= {"split": "time_series", "shuffle": False, "stratified": False}
@@ -497,7 +503,7 @@ def write_refused_spec(case: str, workdir, uri: str) -> None:
 @pytest.mark.parametrize("case", list(SPECS_REFUSED))
 @pytest.mark.parametrize("entry", ["python", "mlwt-train", "mlwt-train --notebook", "mlwt-notebook", "papermill", "mlwt-sweep"])
 def test_a_spec_no_fit_could_finish_is_refused_before_any_run_opens_through_every_entry_point(workdir, entry, case):
-    "Before their fixes, the first failed at the first fit with scikit-learn's 'Input X contains NaN', the second after every calibration fit."
+    "Before their fixes, the first failed at the first fit with scikit-learn's 'Input X contains NaN', the second after every calibration fit, the third at tune."
     uri = f"sqlite:///{workdir}/mlflow.db"
     write_refused_spec(case, workdir, uri)
     p = train_through(entry, workdir, uri)
