@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .core import InputError, SpecError, fold_problem, take_rows
 from .preprocessing import NATIVE_MAX_CATEGORIES, FeatureSpecPipeline
-from .specs import MODEL_TYPES, NATIVE_CATEGORICAL_MODELS, Distribution, FeatureSpec, ModelSpec, TuningSpec, estimator_class
+from .specs import MODEL_TYPES, NATIVE_CATEGORICAL_MODELS, FeatureSpec, ModelSpec, TuningSpec, checked_values, estimator_class
 
 # %% auto #0
 __all__ = ['BlendClassifier', 'build_classifier', 'iterations_used', 'takes_missing_values', 'check_missing_values',
@@ -211,7 +211,7 @@ def native_category_cap(model_spec: ModelSpec, tuning: TuningSpec | None = None)
     if model_spec.model_type != "hist_gradient_boosting": return NATIVE_MAX_CATEGORIES
     bins = [model_spec.hyperparameters.get("max_bins", NATIVE_MAX_CATEGORIES)]
     tried = tuning.param_grid.get("classifier__max_bins", []) if tuning is not None else []
-    bins += [tried.low] if isinstance(tried, Distribution) else list(tried)
+    bins += checked_values(tried)  # a randint's lowest draw is its low
     return min(NATIVE_MAX_CATEGORIES, *(int(b) for b in bins))
 
 # %% ../nbs/03_models.ipynb #e66f603c

@@ -26,10 +26,10 @@ from .core import (
 __all__ = ['METRICS', 'MetricName', 'DEFAULT_METRICS', 'Column', 'MODEL_TYPES', 'NATIVE_CATEGORICAL_MODELS', 'ModelType',
            'EARLY_STOPPING_PARAMS', 'ParamValues', 'GRID_COMBINATIONS_CHECKED', 'PREPROCESSOR_GRID_PARAMS',
            'spec_error', 'Spec', 'metrics_for_classes', 'FeatureGroup', 'FeatureSpec', 'estimator_class',
-           'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec', 'Distribution', 'TuningSpec',
-           'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec', 'FeatureStoreSpec',
-           'DataSpec', 'ComputeSpec', 'TrainingSpec', 'calibration_split_problem', 'cross_part_problems',
-           'undefined_metrics', 'data_problems', 'data_notes']
+           'parameter_problem', 'estimator_params', 'EarlyStoppingSpec', 'ModelSpec', 'Distribution', 'checked_values',
+           'TuningSpec', 'CalibrationSpec', 'ThresholdSpec', 'ValidationSpec', 'RegistrySpec', 'MLflowSpec',
+           'FeatureStoreSpec', 'DataSpec', 'ComputeSpec', 'TrainingSpec', 'calibration_split_problem',
+           'cross_part_problems', 'undefined_metrics', 'data_problems', 'data_notes']
 
 # %% ../nbs/01_specs.ipynb #b35cb589
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -348,6 +348,12 @@ class Distribution(Spec):
         if self.dist == "randint": return [int(self.low), int(self.high) - 1]
         if self.dist == "loguniform": return [self.low * (self.high / self.low) ** q for q in (0.01, 0.99)]
         return [self.low + (self.high - self.low) * q for q in (0.01, 0.99)]
+
+# %% ../nbs/01_specs.ipynb #b2f7d9e1
+def checked_values(values: list | Distribution) -> list:
+    "What a check before a search tries for one entry of its grid: the list itself, or a distribution's draws near its ends."
+    return values if isinstance(values, list) else values.near_ends()
+
 
 # %% ../nbs/01_specs.ipynb #2c92a270
 ParamValues = Annotated[list[Any], Field(min_length=1)]
@@ -716,7 +722,7 @@ def calibration_split_problem(calibration: CalibrationSpec | None, validation: V
 def _grid_value_problem(model: ModelSpec, param: str, values: list | Distribution) -> str | None:
     "scikit-learn's verdict on the first of `values` (a distribution's draws near its ends) that `model`'s estimator refuses for `param` on its own, or None."
     cls = estimator_class(model.model_type)
-    for value in values if isinstance(values, list) else values.near_ends():
+    for value in checked_values(values):
         if problem := parameter_problem(cls(**(model.hyperparameters | {param: value})), alone=True): return problem
     return None
 
@@ -728,7 +734,7 @@ GRID_COMBINATIONS_CHECKED = 1_000  # at most, in the grid's order: one check is 
 def _grid_combination_problem(model: ModelSpec, grid: dict) -> str | None:
     "The first combination of the grid's classifier values (a distribution's draws near its ends) that `model`'s estimator refuses together with its hyperparameters, and scikit-learn's reason; None."
     import itertools
-    values = {name.partition("__")[2]: v if isinstance(v, list) else v.near_ends() for name, v in grid.items() if name.startswith("classifier__")}
+    values = {name.partition("__")[2]: checked_values(v) for name, v in grid.items() if name.startswith("classifier__")}
     if not values: return None
     cls = estimator_class(model.model_type)
     for combination in itertools.islice(itertools.product(*values.values()), GRID_COMBINATIONS_CHECKED):
