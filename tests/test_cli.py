@@ -41,6 +41,9 @@ def small_spec(workdir):
     (workdir / "float_depths.yaml").write_text((workdir / "small.yaml").read_text().replace(
         "tuning: null", "tuning:\n  strategy: random\n  param_grid:\n    classifier__max_depth: {dist: uniform, low: 2, high: 8}"))
     (workdir / "quoted_grid.yaml").write_text((workdir / "small.yaml").read_text().replace("tuning: null", grid.replace("2.5e-1", "'2.5e-1'")))
+    together = small.to_dict() | {"model": {"name": "lr", "model_type": "logistic_regression"},
+                                  "tuning": {"param_grid": {"classifier__solver": ["saga", "lbfgs"], "classifier__l1_ratio": [0.0, 1.0]}}}
+    (workdir / "refused_together.yaml").write_text(yaml.safe_dump(together))
     return workdir
 
 
@@ -61,6 +64,8 @@ CASES = [  # command line, exit code, text the one error line holds
                                                                   "GradientBoostingClassifier must be an int in the range [1, inf) or None. Got 2.06"),
     (["mlwt-validate-spec", "preprocessor_grid.yaml"], 2, "tuning.param_grid: 'preprocessor__numeric__imputer__strategy' is not a parameter "
                                                          "a grid can set on the preprocessor (preprocessor__native_categorical)"),
+    (["mlwt-validate-spec", "refused_together.yaml"], 2, "tuning.param_grid: the search would fit classifier__l1_ratio=1.0, "
+                                                        "classifier__solver='lbfgs', which LogisticRegression refuses together"),
     (["mlwt-train", "--spec", "no_server.yaml", "--quiet"], 1, "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
     (["mlwt-train", "--spec", "notdb.yaml", "--quiet"], 1, "cannot be used: DatabaseError: file is not a database"),
     (["mlwt-train", "--spec", "underfile.yaml", "--quiet"], 1, "cannot be used: NotADirectoryError"),
