@@ -323,7 +323,7 @@ class ModelSpec(Spec):
             k = unknown[0]
             raise ValueError(f"hyperparameter {k!r} is not a parameter of {cls.__name__}.{suggest(k, known)} "
                              f"Allowed: {', '.join(known)}")
-        problem = parameter_problem(cls(**self.hyperparameters))
+        problem = parameter_problem(cls(**self.hyperparameters), alone=True)  # values refused together: the TrainingSpec's check, which knows the grid
         if problem: raise ValueError(f"hyperparameters: {problem}")
         return self
 
@@ -777,6 +777,8 @@ def cross_part_problems(spec: TrainingSpec) -> list[str]:
         # scikit-learn's searches stop at a candidate refused; an Optuna study records it as a failed trial and goes on
         if len(problems) == before and spec.tuning.strategy != "optuna" and (problem := _grid_combination_problem(spec.model, spec.tuning.param_grid)):
             problems.append(f"tuning.param_grid: {problem}")
+    elif problem := parameter_problem(estimator_class(spec.model.model_type)(**spec.model.hyperparameters)):
+        problems.append(f"model.hyperparameters: {problem}")  # fitted as they are: no search sets any of them
     native = [i for i, g in enumerate(spec.features.groups) if g.encoder == "native"]
     if native and spec.model.model_type not in NATIVE_CATEGORICAL_MODELS:
         problems.append(f"features.groups[{native[0]}]: encoder 'native' needs a model with native categorical "
