@@ -737,6 +737,7 @@ def _grid_combination_problem(model: ModelSpec, grid: dict) -> str | None:
     values = {name.partition("__")[2]: checked_values(v) for name, v in grid.items() if name.startswith("classifier__")}
     if not values: return None
     cls = estimator_class(model.model_type)
+    if not cls.__module__.startswith("sklearn."): return None  # parameter_problem has no verdict on other libraries: nothing to try
     for combination in itertools.islice(itertools.product(*values.values()), GRID_COMBINATIONS_CHECKED):
         chosen = dict(zip(values, combination))
         if problem := parameter_problem(cls(**(model.hyperparameters | chosen))):
