@@ -166,3 +166,18 @@ def entry_point_command(entry: str, params: dict, out, sweep_runs: list[dict], w
     if entry == "papermill": return [str(BIN / "papermill"), str(template_path()), str(out), *pairs]
     (workdir / "sweep.yaml").write_text(yaml.safe_dump({"base": params, "runs": sweep_runs}))
     return [str(BIN / "mlwt-sweep"), "sweep.yaml"]
+
+
+# Under pytest-xdist (`make pytest` runs two workers), the tests that share an expensive module- or session-scoped
+# fixture run on one worker, so the fixture is built once: a second PostgreSQL server, Dask cluster or wheel venv would
+# cost minutes. Building the wheel writes build/ and *.egg-info into the checkout, so the builds run one at a time too.
+SHARED_FIXTURE_GROUPS = {"wheel": "wheel", "fresh": "wheel", "cluster": "cluster", "postgres_url": "postgres",
+                         "team_server": "postgres", "mlflow_server": "mlflow_server", "threshold_by_api": "threshold_by_api",
+                         "rare_lr_by_api": "rare_lr_by_api", "big_db": "big_db", "rich": "rich"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group"): continue
+        group = next((SHARED_FIXTURE_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURE_GROUPS), None)
+        if group: item.add_marker(pytest.mark.xdist_group(group))

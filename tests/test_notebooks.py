@@ -205,6 +205,7 @@ def test_full_default_through_papermill(workdir):
     assert "model version 1" in out.stdout
 
 
+@pytest.mark.xdist_group("wheel")  # pip writes build/ into the checkout: one build at a time
 def test_template_ships_in_the_wheel(tmp_path):
     import zipfile
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
