@@ -63,7 +63,7 @@ notebooks: $(STAMP)
 	$(BIN)/nbdev_test --flags slow
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 ## Edit-loop helpers.
 export: $(STAMP)

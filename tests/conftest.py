@@ -1,4 +1,5 @@
 """Shared fixtures: real SQLite stores in temporary folders, free ports, processes started and stopped, a real PostgreSQL."""
+import functools
 import glob
 import os
 import re
@@ -168,16 +169,38 @@ def entry_point_command(entry: str, params: dict, out, sweep_runs: list[dict], w
     return [str(BIN / "mlwt-sweep"), "sweep.yaml"]
 
 
-# Under pytest-xdist (`make pytest` runs two workers), the tests that share an expensive module- or session-scoped
-# fixture run on one worker, so the fixture is built once: a second PostgreSQL server, Dask cluster or wheel venv would
-# cost minutes. Building the wheel writes build/ and *.egg-info into the checkout, so the builds run one at a time too.
+
+# Under pytest-xdist (`make pytest` runs two workers) the tests that share an expensive module- or session-scoped
+# fixture run on one worker, so that it is built once: a second wheel venv, Dask cluster or PostgreSQL server would cost
+# minutes. Which fixtures, read from each test function's arguments; every other test is scheduled on its own.
+# (xdist's own `--dist loadgroup` reads markers through `item._nodeid`, which pytest 9 no longer uses: it scheduled every
+# test apart.)
 SHARED_FIXTURE_GROUPS = {"wheel": "wheel", "fresh": "wheel", "cluster": "cluster", "postgres_url": "postgres",
                          "team_server": "postgres", "mlflow_server": "mlflow_server", "threshold_by_api": "threshold_by_api",
-                         "rare_lr_by_api": "rare_lr_by_api", "big_db": "big_db", "rich": "rich"}
+                         "rare_lr_by_api": "rare_lr_by_api", "big_db": "big_db"}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("xdist_group"): continue
-        group = next((SHARED_FIXTURE_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURE_GROUPS), None)
-        if group: item.add_marker(pytest.mark.xdist_group(group))
+@functools.cache
+def shared_fixture_groups(path: Path) -> dict[str, str]:
+    "The test functions of the file at `path` that take a fixture of SHARED_FIXTURE_GROUPS, and its group."
+    import ast
+    tests = [f for f in ast.parse(path.read_text()).body if isinstance(f, ast.FunctionDef) and f.name.startswith("test")]
+    return {f.name: group for f in tests
+            for group in [next((SHARED_FIXTURE_GROUPS[a.arg] for a in f.args.args if a.arg in SHARED_FIXTURE_GROUPS), None)] if group}
+
+
+def scheduling_unit(rootdir: Path, nodeid: str) -> str:
+    "The unit a test is scheduled in: its shared fixture's group, or the test itself."
+    file, _, name = nodeid.partition("::")
+    group = shared_fixture_groups(rootdir / file).get(name.split("[")[0]) if file.endswith(".py") else None
+    return f"group:{group}" if group else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        "Units as `scheduling_unit` says, the largest first, handed to whichever worker is free."
+        def _split_scope(self, nodeid: str) -> str: return scheduling_unit(config.rootpath, nodeid)
+    return SharedFixtureScheduling(config, log)

@@ -4,6 +4,7 @@ import subprocess
 import pytest
 
 from conftest import BIN
+from ml_workflow_training import default_training_spec
 
 
 def run(args, cwd):
@@ -162,8 +163,11 @@ def test_a_terminal_sees_live_progress_and_a_pipe_only_the_step_lines(workdir):
     import os
     import pty
     import re
+    spec = default_training_spec()  # its tune step, with smaller models: 30 fits still, the rest of the run left out
+    grid = {"classifier__n_estimators": [30, 60, 90], "classifier__learning_rate": [0.01, 0.1]}
+    spec.model_copy(update={"calibration": None, "tuning": spec.tuning.model_copy(update={"param_grid": grid})}).save(workdir / "quick.yaml")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(BIN / "mlwt-train")], cwd=workdir, stdout=slave, stderr=slave, close_fds=True)
+    proc = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "quick.yaml"], cwd=workdir, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     seen = bytearray()
     while True:
@@ -178,5 +182,5 @@ def test_a_terminal_sees_live_progress_and_a_pipe_only_the_step_lines(workdir):
     assert any(re.search(r"\] +\d+\.\d s  \d+/30 fits, about \d+ s left", f) for f in frames), frames[-5:]
     assert len(frames) > 2 and "candidates, best accuracy" in frames[-1]  # live frames, then the step's own line
 
-    piped = subprocess.run([str(BIN / "mlwt-train")], cwd=workdir, capture_output=True, text=True, timeout=600)
+    piped = subprocess.run([str(BIN / "mlwt-train"), "--spec", "quick.yaml"], cwd=workdir, capture_output=True, text=True, timeout=600)
     assert piped.returncode == 0 and "\r" not in piped.stdout and piped.stdout.count("[tune          ]") == 1

@@ -55,7 +55,7 @@ def test_the_wheel_builds_without_warnings_and_ships_the_template(wheel):
     warnings = [l for l in log.splitlines() if ("Warning" in l or "warning:" in l.lower()) and "byte-compiling is disabled" not in l]
     assert not warnings, warnings
     names = zipfile.ZipFile(path).namelist()
-    assert "ml_workflow_training/templates/train.ipynb" in names
+    assert zipfile.ZipFile(path).read("ml_workflow_training/templates/train.ipynb") == (ROOT / "nbs" / "pipelines" / "train.ipynb").read_bytes()
     meta = zipfile.ZipFile(path).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Classifier: Development Status :: 3 - Alpha" in meta and "License: MIT" in meta and "License ::" not in meta
 

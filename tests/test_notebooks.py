@@ -205,17 +205,6 @@ def test_full_default_through_papermill(workdir):
     assert "model version 1" in out.stdout
 
 
-@pytest.mark.xdist_group("wheel")  # pip writes build/ into the checkout: one build at a time
-def test_template_ships_in_the_wheel(tmp_path):
-    import zipfile
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    (wheel,) = tmp_path.glob("*.whl")
-    with zipfile.ZipFile(wheel) as z:
-        assert z.read("ml_workflow_training/templates/train.ipynb") == template_path().read_bytes()
-
-
 COST = "{objective: cost, costs: {false_positive: 1, false_negative: 5}}"
 
 
