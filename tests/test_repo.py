@@ -103,3 +103,15 @@ def test_export_cells_hold_one_symbol_each():
             if cell.cell_type != "code" or not cell.source.startswith("#| export"): continue
             defs = [n.name for n in ast.parse(cell.source).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
             assert len(defs) <= 1, (nb_path.name, defs)
+
+
+def test_two_pytest_workers_build_a_shared_fixture_once():
+    "`make test`'s two workers run the tests that share a module-scoped fixture on one worker (test_data's 200k-row table here), the others on either."
+    import re
+    out = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider", "tests/test_data.py",
+                          "-k", "at_scale or generation_hash or small_chunks or identifier or injection"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    ran_on = dict((test, worker) for worker, test in re.findall(r"\[(gw\d)\] .*?PASSED tests/test_data.py::(\S+)", out.stdout))
+    shared = {w for t, w in ran_on.items() if re.match(r"test_(generation_at_scale|fingerprint_matches_generation_hash|load_with_small_chunks)", t)}
+    assert len(shared) == 1 and len(ran_on) > 3, ran_on
