@@ -121,13 +121,14 @@ def test_workers_whose_parent_dies_while_they_start_end_too():
 
 
 A_SAVE_THAT_SLEEPS = """
+import sys
 import time
 import pandas as pd
 from sklearn.dummy import DummyClassifier
 from ml_workflow_training.tracking import PreparedModel
 
-class Sleeps:  # unpickled in the saving process as a two-minute sleep: a save that is still going when its run dies
-    def __reduce__(self): return (time.sleep, (120,))
+class Sleeps:  # unpickled in the saving process as a two-minute sleep, said by a file: a save still going when its run dies
+    def __reduce__(self): return (exec, (f"import pathlib, time; pathlib.Path({sys.argv[1]!r}).touch(); time.sleep(120)",))
 
 X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
 prepared = PreparedModel(DummyClassifier().fit(X, [0, 1, 0, 1]), X)
@@ -139,17 +140,19 @@ saving.result()
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_a_model_saving_process_ends_with_its_run(how):
+def test_a_model_saving_process_ends_with_its_run(how, tmp_path):
     "The process that writes the final model (serial folds) must not outlive a killed run."
-    p = subprocess.Popen([sys.executable, "-c", A_SAVE_THAT_SLEEPS], stdout=subprocess.PIPE, text=True)
+    saving = tmp_path / "saving"
+    p = subprocess.Popen([sys.executable, "-c", A_SAVE_THAT_SLEEPS, str(saving)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "saving"
     assert eventually(lambda: children_of(p.pid), 30), "no saving process started"
     savers = children_of(p.pid)
     assert len(savers) == 1 and "save_model_job" in open(f"/proc/{savers[0]}/cmdline").read(), savers
-    time.sleep(2)  # past its start: what ends it now is its watch on the run, nothing else
+    # past its imports (seconds on a busy machine) and into the save: what ends it now is its watch on the run, nothing else
+    assert eventually(saving.exists, 120), "the saving process never reached its save"
     p.send_signal(how)
     p.wait(30)
-    assert all_gone(savers, 10) == [], f"the saving process outlived its run ({signal.Signals(how).name})"
+    assert all_gone(savers, 30) == [], f"the saving process outlived its run ({signal.Signals(how).name})"  # its save sleeps 120 s
 
 
 def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_process_too(workdir):
