@@ -117,7 +117,9 @@ def test_workers_whose_parent_dies_while_they_start_end_too():
         time.sleep(0.005)
     assert workers, "no loky worker started"
     p.kill(); p.wait()
-    assert all_gone(workers, 15) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
+    # each must still import the package (seconds idle, 30+ s on a busy CI worker) before its check runs; one that missed
+    # it would wait on a task queue nobody writes until loky's 300 s idle timeout, so 120 s still tells the two apart
+    assert all_gone(workers, 120) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
 
 
 A_SAVE_THAT_SLEEPS = """
