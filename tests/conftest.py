@@ -169,7 +169,6 @@ def entry_point_command(entry: str, params: dict, out, sweep_runs: list[dict], w
     return [str(BIN / "mlwt-sweep"), "sweep.yaml"]
 
 
-
 # Under pytest-xdist (`make pytest` runs two workers) the tests that share an expensive module- or session-scoped
 # fixture run on one worker, so that it is built once: a second wheel venv, Dask cluster or PostgreSQL server would cost
 # minutes. Which fixtures, read from each test function's arguments; every other test is scheduled on its own.
