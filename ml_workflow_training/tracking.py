@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import pickle
+import queue
 import re
 import random
 import shutil
@@ -45,18 +46,20 @@ from .specs import METRICS, MLflowSpec, RegistrySpec, TrainingSpec
 # %% auto #0
 __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 'INTEGER_HINT', 'SOCKS_HINT',
            'NOLOAD_DEPRECATION', 'ANY_TYPE_HINT', 'DEPENDENCY_NOISE', 'COLOUR_CODE', 'REVIEWED_SKOPS_TYPES',
-           'MODEL_HASH_TAG', 'TRIAL_STATUS', 'check_tracking_server', 'sqlite_file', 'resolve_tracking_uri',
-           'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock', 'new_store_from_template',
-           'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics', 'log_cv_metrics',
-           'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict', 'pause_before_retry',
-           'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame', 'pip_requirements',
-           'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
+           'MODEL_HASH_TAG', 'TRIAL_STATUS', 'RUN_APART', 'RECORDED_BY', 'check_tracking_server', 'sqlite_file',
+           'resolve_tracking_uri', 'with_busy_timeout', 'store_error', 'check_store', 'existing_store', 'store_lock',
+           'new_store_from_template', 'open_experiment', 'flatten', 'spec_params', 'log_params', 'log_metrics',
+           'log_cv_metrics', 'library_versions', 'git_commit', 'hide_dependency_noise', 'is_write_conflict',
+           'pause_before_retry', 'retry_write_conflicts', 'log_dataset', 'skops_trusted_types', 'model_input_frame',
+           'pip_requirements', 'served_output', 'ProbabilityModel', 'save_skops', 'quick_lock_turns', 'in_background',
            'warm_up_model_logging', 'requirements_pinned_here', 'write_model_folder', 'save_model_job', 'ModelSaver',
            'PreparedModel', 'log_model', 'model_file_hash', 'record_model_hash', 'check_model_dir', 'registered_files',
            'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
-           'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'record_failure',
-           'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run', 'RunRecorder',
-           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'failure_record',
+           'record_failure', 'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run',
+           'class_counts', 'RunRecorder', 'send_message', 'receive_message', 'portable_error', 'KeptRun', 'keep_run',
+           'RunKeeper', 'keeps_run_apart', 'data_for_keeper', 'result_for_keeper', 'KeptRunRecorder', 'start_sweep_run',
+           'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -346,8 +349,8 @@ def retry_write_conflicts(write: Callable[[], Any], attempts: int = 5) -> Any:
 
 # %% ../nbs/07_tracking.ipynb #9605d25b
 def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, name: str, context: str = "training",
-                run_id: str | None = None) -> None:
-    "Log `(X, y)` to run `run_id` (default: the active run) as an MLflow dataset input (schema from its first rows, counts and digest from the whole), with the fingerprint as tags."
+                run_id: str | None = None, shape: tuple[int, int] | None = None) -> None:
+    "Log `(X, y)` to run `run_id` (default: the active run) as an MLflow dataset input (schema from its first rows, counts and digest from the whole), with the fingerprint as tags; `shape`: the whole frame's, when `X` is its first rows."
     import mlflow
     from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -355,7 +358,8 @@ def log_dataset(X: pd.DataFrame, y: pd.Series, fingerprint: dict, source: str, n
     # the schema needs the columns, not every row: a copy of a million-row frame cost 0.5 s and a frame's memory
     head = pd.concat([X.head(1000), y.head(1000).rename(target)], axis=1)
     d = mlflow.data.from_pandas(head, name=name, targets=target, digest=fingerprint["content_hash"][:36]).to_dict()
-    d["profile"] = json.dumps({"num_rows": len(X), "num_elements": int(X.size + len(y))})  # the whole dataset's, as MLflow counts them
+    n_rows, n_columns = shape or X.shape
+    d["profile"] = json.dumps({"num_rows": n_rows, "num_elements": int(n_rows * (n_columns + 1))})  # the whole dataset's, as MLflow counts them
     # MLflow has no dataset source type for SQL tables: the code location stands as its source and the
     # table's URL (password hidden) goes in a tag
     entry = DatasetInput(Dataset(**d), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
@@ -657,11 +661,11 @@ class PreparedModel:
         self.saved_by = "a process of its own"
         return self
 
-    def save_beside(self, serial: bool, saver: "ModelSaver | None" = None) -> concurrent.futures.Future:
-        "Write the folder in the background: in a process of its own when the run's fits are `serial` (`saver`, when one was started ahead), else in a thread; a future of self."
+    def save_beside(self, serial: bool, saver: "ModelSaver | None" = None, thread: str = "a thread, beside the run") -> concurrent.futures.Future:
+        "Write the folder in the background: in a process of its own when the run's fits are `serial` (`saver`, when one was started ahead), else in a thread (`thread` says which, in the run's record); a future of self."
         if not serial or not sys.executable:
             if saver is not None: saver.discard()
-            return in_background(lambda: self.save("a thread, beside the run"), "mlwt-model")
+            return in_background(lambda: self.save(thread), "mlwt-model")
 
         def elsewhere_or_here() -> "PreparedModel":
             try: return self.save_in_process(saver)
@@ -895,16 +899,22 @@ def fail_dead_runs(tracking_uri: str, experiment_ids: list[str] | None = None) -
     return dead
 
 # %% ../nbs/07_tracking.ipynb #866f4ea0
-def record_failure(error: BaseException, step: str | None, run_id: str | None = None) -> None:
-    "Tag run `run_id` (default: the active run) with why and where it failed (the surrounding `with` then marks it FAILED)."
+def failure_record(error: BaseException, step: str | None) -> tuple[dict[str, str], str]:
+    "Why and where a run failed, as its tags and its traceback's text (made where the error was raised: a traceback is not pickled)."
+    reason = str(error) or ("interrupted: Ctrl-C, or the notebook runner stopping its kernel" if isinstance(error, KeyboardInterrupt) else "")
+    tags = {"error": f"{type(error).__name__}: {reason}"[:5000], "failed_step": str(step), "registered": "false"}
+    return tags, "".join(traceback.format_exception(error))
+
+# %% ../nbs/07_tracking.ipynb #a99ee29a
+def record_failure(error: BaseException | tuple[dict[str, str], str], step: str | None = None, run_id: str | None = None) -> None:
+    "Tag run `run_id` (default: the active run) with why and where it failed (`error`, or its `failure_record`); the surrounding `with` then marks it FAILED."
     import mlflow
     from mlflow.entities import RunTag
     try:
+        tags, text = error if isinstance(error, tuple) else failure_record(error, step)
         client, run_id = mlflow.MlflowClient(), run_id or mlflow.active_run().info.run_id
-        reason = str(error) or ("interrupted: Ctrl-C, or the notebook runner stopping its kernel" if isinstance(error, KeyboardInterrupt) else "")
-        tags = {"error": f"{type(error).__name__}: {reason}"[:5000], "failed_step": str(step), "registered": "false"}
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        client.log_text(run_id, "".join(traceback.format_exception(error)), "error.txt")
+        client.log_text(run_id, text, "error.txt")
     except Exception: pass  # the store itself may be what failed; the original error matters more
 
 # %% ../nbs/07_tracking.ipynb #f48061c0
@@ -1016,6 +1026,11 @@ def _any_active_experiment():
     try: yield
     finally: fluent._active_experiment_id = chosen
 
+# %% ../nbs/07_tracking.ipynb #5ca8b15f
+def class_counts(y) -> dict:
+    "How many rows of each class the labels `y` hold, by class (numpy scalars as Python values)."
+    return {(k.item() if hasattr(k, "item") else k): int(v) for k, v in pd.Series(y).value_counts().sort_index().items()}
+
 # %% ../nbs/07_tracking.ipynb #45d816bd
 class RunRecorder:
     "The one place a training run writes to MLflow: connect, open the run, log, register, record a failure."
@@ -1026,7 +1041,7 @@ class RunRecorder:
         self._opening: concurrent.futures.Future | None = None  # connecting and opening the run, in a background thread
         self._saver: ModelSaver | None = None  # the model-saving process started once the run is open, until the model is handed to it
         self._attached = False  # whether the run is this thread's active MLflow run
-        self._ended = self._described = False
+        self._ended = self._described = self._dataset_described = False
 
     def connect(self) -> str:
         "Reach the store (failing fast when it cannot be used) and return the experiment id."
@@ -1107,15 +1122,25 @@ class RunRecorder:
         if self._opening.done():
             with contextlib.suppress(Exception): self._end("KILLED", {"error": "the process exited while the run was open", "registered": "false"})
 
-    def fail(self, error: BaseException, step: str | None) -> None:
-        "Record why and where the run failed; a version it already registered is taken back (a failed run registers nothing)."
+    def fail(self, error: BaseException | tuple[dict[str, str], str], step: str | None = None) -> None:
+        "Record why and where the run failed (`error`, or its `failure_record`); a version it already registered is taken back (a failed run registers nothing)."
         try: self.attach()
         except Exception: return  # noqa: BLE001  (the run could not be opened: nothing to record in)
         if self.registered: unregister(*self.registered)
         record_failure(error, step)
 
     def describe(self, data: dict) -> None:
-        "Log what is known before any fit to this recorder's run, from any thread: the spec, its params, library versions, the commit, and the lineage of `data` (X, y, source, lineage, fingerprint or the future computing it)."
+        "Log what is known before any fit to this recorder's run, from any thread, once: the spec, its params, library versions, the commit, and the lineage of `data` (X, y, source, lineage, fingerprint or the future computing it; None: its lineage waits for a later call; shape: the whole frame's when X is its first rows)."
+        if not self._described: self._describe_run(data)
+        fingerprint = data["fingerprint"]  # or its computation, still under way in another thread
+        if not self.spec.mlflow.log_dataset or self._dataset_described or fingerprint is None: return
+        if isinstance(fingerprint, concurrent.futures.Future): fingerprint = fingerprint.result()
+        log_dataset(data["X"], data["y"], fingerprint, data["source"], name=self.spec.data.table if data["source"] != "in-memory" else "in_memory",
+                    run_id=self.run_id, shape=data.get("shape"))
+        self._dataset_described = True
+
+    def _describe_run(self, data: dict) -> None:
+        "`describe`'s part that needs no fingerprint."
         import mlflow
         from mlflow.entities import RunTag
         spec, ms, client = self.spec, self.spec.mlflow, mlflow.MlflowClient()
@@ -1129,20 +1154,15 @@ class RunRecorder:
         log_params(spec_params(spec), self.run_id)
         client.log_dict(self.run_id, versions, "versions.json")
         client.log_text(self.run_id, spec.to_yaml(), "spec.yaml")
-        if ms.log_dataset:
-            fingerprint = data["fingerprint"]  # or its computation, still under way in another thread
-            if isinstance(fingerprint, concurrent.futures.Future): fingerprint = fingerprint.result()
-            log_dataset(data["X"], data["y"], fingerprint, data["source"],
-                        name=spec.data.table if data["source"] != "in-memory" else "in_memory", run_id=self.run_id)
         self._described = True
 
     def log_run(self, result, data: dict, durations: dict) -> None:
         "Log everything `result` (the workflow's `TrainingResult`, its data fingerprint included) measured, and what `describe` logs when the run was opened without the data."
         import mlflow
-        if not self._described: self.describe(data)
+        self.describe(data)  # what was not described as the run opened
         mlflow.set_tag("cv_of", result.cv_of)
         log_results(self.spec, result, durations)
-        counts = {(k.item() if hasattr(k, "item") else k): int(v) for k, v in pd.Series(data["y"]).value_counts().sort_index().items()}
+        counts = data.get("class_counts") or class_counts(data["y"])
         self.card, self.fingerprint = model_card(self.spec, result, result.data_fingerprint, counts), result.data_fingerprint
         mlflow.log_text(self.card, "model_card.md")
         self.metric_tags = {f"metric.cv_{k}": mean_std(v) for k, v in (result.cv_metrics or {}).items()}
@@ -1150,6 +1170,8 @@ class RunRecorder:
         c = result.calibration_summary or {}
         self.metric_tags.update({f"calibration.{k}": f"{c[k]:.4f}" for k in ("brier_before", "brier_after", "log_loss_before", "log_loss_after") if k in c})
         mlflow.set_tags(self.metric_tags)  # kept on the run too: a sweep registers its best run from its record
+
+    saving_thread = "a thread, beside the run"  # what the record says wrote the model, when a thread of this process did
 
     @property
     def saves_in_a_process(self) -> bool:
@@ -1168,7 +1190,7 @@ class RunRecorder:
         # two threads importing MLflow's modules at once can each find the other's half-made ("partially initialized module")
         if self._opening is not None: concurrent.futures.wait([self._opening])
         prepared = PreparedModel(model, X, self.spec.model.model_type)
-        self._preparing = (model, prepared.save_beside(serial=self.saves_in_a_process, saver=self._saver))
+        self._preparing = (model, prepared.save_beside(serial=self.saves_in_a_process, saver=self._saver, thread=self.saving_thread))
         self._saver = None  # handed over: the saving ends it
 
     def log_model(self, model, X: pd.DataFrame) -> str | None:
@@ -1251,6 +1273,324 @@ class RunRecorder:
     def log_durations(self, durations: dict[str, float]) -> None:
         "The durations of steps that ended after the main logging."
         log_metrics({f"duration_{k.replace('-', '_')}_s": v for k, v in durations.items()})
+
+# %% ../nbs/07_tracking.ipynb #1e9ba798
+def send_message(stream, message: Any) -> None:
+    "Write `message` pickled, after its length, to binary `stream`."
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(8, "little") + data)
+    stream.flush()
+
+# %% ../nbs/07_tracking.ipynb #7cf9a634
+def receive_message(stream) -> Any:
+    "The next message `send_message` wrote to binary `stream`; EOFError once the writer is gone."
+    head = stream.read(8)
+    if len(head) < 8: raise EOFError("the other side ended")
+    size = int.from_bytes(head, "little")
+    data = stream.read(size)
+    if len(data) < size: raise EOFError("the other side ended mid-message")
+    return pickle.loads(data)
+
+# %% ../nbs/07_tracking.ipynb #235316af
+def portable_error(error: BaseException) -> BaseException:
+    "`error` as it can cross to another process: itself when it pickles and unpickles, else a `TrackingError` saying what it was."
+    try: return pickle.loads(pickle.dumps(error))
+    except Exception: return TrackingError(f"{type(error).__name__}: {error}")  # noqa: BLE001  (any failure to pickle)
+
+# %% ../nbs/07_tracking.ipynb #4f816556
+class _RecorderInKeeper(RunRecorder):
+    "The keeper's recorder: it is the process with a core to spare, so it writes the model in a thread of its own."
+    saves_in_a_process = False
+    saving_thread = "the process recording the run"
+
+# %% ../nbs/07_tracking.ipynb #53d05683
+class KeptRun:
+    "What a run-keeping process does for the training process, one request at a time (each a method)."
+    def __init__(self, requests, replies):
+        self.requests, self.replies, self.recorder, self.deferred = requests, replies, None, []
+        self.model = self.example = None
+
+    def open(self, spec: TrainingSpec, parent_run_id: str | None, tags: dict, data: dict | None, source: str) -> str:
+        "Connect, open and describe the run (`RunRecorder._open`) for the training process whose script is `source`; its id."
+        sys.argv[:1] = [source]  # MLflow names the run's source, and finds its git commit, after the script that trains
+        self.recorder = r = _RecorderInKeeper(spec)
+        r._opening = concurrent.futures.Future()
+        r._opening.set_running_or_notify_cancel()
+        try: r._opening.set_result(r._open(parent_run_id, tags, lambda: None, data))
+        except BaseException as e:
+            r._opening.set_exception(e)  # `end` and `fail` then find nothing to end
+            raise
+        return r.run_id
+
+    def describe(self, data: dict) -> None:
+        "Log the lineage of `data` now that its fingerprint is known (its reply is not awaited: `log_run` says an error again)."
+        if self.recorder is not None and self.recorder.run_id is not None: self.recorder.describe(data)
+
+    def prepare_model(self, model, example: pd.DataFrame) -> None:
+        "Start writing the final `model` (its first rows `example`) while the training process evaluates it."
+        self.model, self.example = model, example
+        self.recorder.prepare_model(model, example)
+
+    def log_run(self, result, data: dict, durations: dict) -> None:
+        self.recorder.attach()
+        self.recorder.log_run(result, data, durations)
+
+    def log_model(self) -> str | None:
+        self.recorder.attach()
+        return self.recorder.log_model(self.model, self.example)
+
+    def register(self, headline: dict[str, float], model_uri: str | None, scored_there: bool) -> tuple[bool, str, str | None]:
+        "Register as `RunRecorder.register`; an incumbent is scored by the training process, which holds the data (`scored_there`)."
+        return self.recorder.register(headline, model_uri, self.score_there if scored_there else None)
+
+    def score_there(self, holder) -> tuple[float | None, str]:
+        "Ask the training process, which holds the data, how the alias's `holder` scores (its name, version and tags: unpickling MLflow's own object would import MLflow there)."
+        import types
+        send_message(self.replies, ("score", types.SimpleNamespace(name=holder.name, version=holder.version, tags=dict(holder.tags))))
+        while len(message := receive_message(self.requests)) != 3: self.deferred.append(message)  # a request sent meanwhile: done next
+        _, kind, value = message
+        if kind == "error": raise value
+        return value
+
+    def log_durations(self, durations: dict[str, float]) -> None:
+        self.recorder.log_durations(durations)
+
+    def end(self, status: str, tags: dict[str, str] | None = None) -> None:
+        if self.recorder is not None: self.recorder._end(status, tags)
+
+    def fail(self, record: tuple[dict[str, str], str]) -> None:
+        if self.recorder is not None: self.recorder.fail(record)
+
+    def close(self) -> None:
+        "The training process has gone: a model written for no run is removed (a run ended by now is left as it is)."
+        if self.recorder is not None: self.recorder._discard_saved_model()
+
+# %% ../nbs/07_tracking.ipynb #07c09b9c
+def keep_run(parent: int) -> None:
+    "A run-keeping process's main loop: `KeptRun`'s methods as the training process `parent` requests them, each reply ('ok', value) or ('error', exception); it ends with `parent`, or when `parent` closes its input."
+    import signal
+    from .engine import exit_with_parent
+    exit_with_parent(parent)
+    for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # a group's Ctrl-C: the training process says how the run ended
+    replies, requests = os.fdopen(os.dup(1), "wb"), sys.stdin.buffer
+    os.dup2(2, 1)  # what anything prints goes to standard error, not into the replies
+    kept = KeptRun(requests, replies)
+    while True:
+        try: name, args = kept.deferred.pop(0) if kept.deferred else receive_message(requests)
+        except EOFError: break
+        try: reply = ("ok", getattr(kept, name)(*args))
+        except BaseException as e: reply = ("error", portable_error(e))  # noqa: BLE001  (raised in the training process)
+        send_message(replies, reply)
+    kept.close()
+    sys.stderr.flush()
+    os._exit(0)  # MLflow's exit handlers would end the run FINISHED: the training process ended it, or it is left to the sweeper
+
+
+_KEEPING_PROCESS = "import sys; from ml_workflow_training.tracking import keep_run; keep_run(int(sys.argv[1]))"
+
+# %% ../nbs/07_tracking.ipynb #44334d27
+class RunKeeper:
+    "A run-keeping process (`keep_run`) and the messages to it: requests are written by a thread (a model is megabytes), replies read in order."
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="mlwt-run-")  # its temporary files, removed with it even when it is killed
+        self.said = tempfile.TemporaryFile("w+")  # a file, not a pipe: what it prints cannot fill a pipe and stall it
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": self.folder}  # the training's fits keep the other cores
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", _KEEPING_PROCESS, str(os.getpid())], env=env,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.said)
+        except BaseException:
+            self.said.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        self.outbox, self.inbox, self.sending = queue.SimpleQueue(), queue.SimpleQueue(), threading.Lock()
+        self.sent, self.read, self.replies, self.gone = 0, 0, {}, False
+        threading.Thread(target=self._write, name="mlwt-keeper-requests", daemon=True).start()
+        # replies read by a thread of their own: a Ctrl-C while this process waits must not leave a message half read
+        threading.Thread(target=self._read, name="mlwt-keeper-replies", daemon=True).start()
+
+    def _read(self) -> None:
+        "Put each reply in the inbox as it comes (the pipe's read waits without the interpreter lock); None once the keeper has gone."
+        try:
+            while True: self.inbox.put(receive_message(self.process.stdout))
+        except (EOFError, OSError, ValueError): self.inbox.put(None)  # ValueError: its output was closed here
+
+    def _write(self) -> None:
+        "Write the queued messages in order (the pipe's write waits without the interpreter lock); close its input at None."
+        with contextlib.suppress(OSError):  # it ended: reading its replies says why
+            while (data := self.outbox.get()) is not None:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+        with contextlib.suppress(OSError): self.process.stdin.close()
+
+    def post(self, message: Any) -> None:
+        "Queue `message`, pickled here, for the keeper."
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self.outbox.put(len(data).to_bytes(8, "little") + data)
+
+    def send(self, name: str, *args) -> int:
+        "Request `KeptRun.<name>(*args)` without waiting, from any thread; the ticket for its reply."
+        with self.sending:  # a ticket is the request's place in the queue
+            self.post((name, args))
+            self.sent += 1
+            return self.sent
+
+    def result(self, ticket: int, score: Callable[[Any], tuple[float | None, str]] | None = None) -> Any:
+        "The reply to `ticket`, reading those before it (kept for their own `result`), its error raised here; `score` answers the keeper's questions meanwhile."
+        while ticket not in self.replies:
+            if self.gone: raise self._ended()
+            message = self.inbox.get()
+            if message is None:
+                self.gone = True
+                continue
+            kind, value = message
+            if kind == "score":  # its answer is told apart from a request by its length
+                try: self.post(("score", "ok", score(value)))
+                except Exception as e: self.post(("score", "error", portable_error(e)))  # noqa: BLE001  (the keeper says it did not score)
+                continue
+            self.read += 1
+            self.replies[self.read] = (kind, value)
+        kind, value = self.replies.pop(ticket)
+        if kind == "error": raise value
+        return value
+
+    def call(self, name: str, *args, score: Callable[[Any], tuple[float | None, str]] | None = None) -> Any:
+        "Request `KeptRun.<name>(*args)` and wait for its value."
+        return self.result(self.send(name, *args), score)
+
+    def _ended(self) -> TrackingError:
+        "The error that says the keeper ended before it replied, with its last words."
+        code = self.process.wait()
+        self.said.seek(0)
+        said = [line for line in self.said.read().splitlines() if line.strip()]
+        return TrackingError(f"the process recording the run ended with {code}: {said[-1] if said else 'it said nothing'}")
+
+    def close(self, timeout: float = 60) -> None:
+        "Close its input (it finishes what was asked, then ends) and wait for it; killed if it is still going after `timeout` s."
+        self.outbox.put(None)
+        try: self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        finally:
+            with contextlib.suppress(OSError): self.process.stdout.close()
+            self.said.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+# %% ../nbs/07_tracking.ipynb #d8c1bb1d
+# 'auto': a process that has not imported MLflow yet keeps its runs apart; 'always'; 'never' (default: $MLWT_RUN_APART, else 'auto')
+RUN_APART = os.environ.get("MLWT_RUN_APART", "auto")
+
+
+def keeps_run_apart() -> bool:
+    "Whether a training run here is recorded by a process of its own (`RUN_APART`; 'auto': not in a notebook kernel, and MLflow not imported yet)."
+    if RUN_APART not in ("auto", "always", "never"):
+        raise TrackingError(f"MLWT_RUN_APART (RUN_APART) must be 'auto', 'always' or 'never', got {RUN_APART!r}")
+    if RUN_APART != "auto": return RUN_APART == "always" and bool(sys.executable)
+    in_kernel = "IPython" in sys.modules and getattr(sys.modules["IPython"], "get_ipython", lambda: None)() is not None
+    return "mlflow" not in sys.modules and not in_kernel and bool(sys.executable)
+
+# %% ../nbs/07_tracking.ipynb #89941615
+def data_for_keeper(data: dict, fingerprint: dict | None = None) -> dict:
+    "What the keeper logs of the run's `data`: its first 1,000 rows (the dataset's schema), its shape, source, lineage, class counts and `fingerprint`."
+    X, y = data["X"], data["y"]
+    return dict(X=X.head(1000), y=y.head(1000), shape=X.shape, source=data["source"], lineage=data["lineage"],
+                fingerprint=fingerprint, class_counts=class_counts(y))
+
+# %% ../nbs/07_tracking.ipynb #04531039
+def result_for_keeper(result, log_plots: bool):
+    "`result` without the model and the figures' objects, each figure by its PNG (drawn now when the run has not drawn it): what the keeper logs."
+    import dataclasses
+    from ml_workflow_training.evaluation import figure_png
+    png = {name: result.figure_png.get(name) or figure_png(fig) for name, fig in result.figures.items()} if log_plots else {}
+    return dataclasses.replace(result, pipeline=None, figures=dict.fromkeys(result.figures), figure_png=png)
+
+# %% ../nbs/07_tracking.ipynb #9cddf8a6
+RECORDED_BY = "mlwt.recorded_by"  # the run's tag that says which process wrote its record
+
+
+class KeptRunRecorder:
+    "A training's recorder: `RunRecorder`'s record, written by a process of its own when `keeps_run_apart` (else by a `RunRecorder` here)."
+    def __init__(self, spec: TrainingSpec):
+        self.spec, self.here, self.keeper, self.run_id = spec, RunRecorder(spec), None, None
+        self._opening = self._preparing = None  # tickets of the replies read later
+        self._sent_model, self._ended = None, False
+
+    def check(self) -> None: self.here.check()
+
+    @contextlib.contextmanager
+    def run(self, parent_run_id: str | None = None, tags: dict | None = None, connected: Callable[[], None] = lambda: None,
+            data: dict | None = None):
+        "`RunRecorder.run`, the run opened by a process of its own (started now) while the block starts: FINISHED, FAILED on an error, KILLED when interrupted or when this process exits inside it."
+        refuse_active_run()
+        keeper = None
+        if keeps_run_apart():
+            with contextlib.suppress(OSError): keeper = RunKeeper()  # no new process here: recorded here
+        if keeper is None:
+            with self.here.run(parent_run_id, {**(tags or {}), RECORDED_BY: "the training process"}, connected, data): yield self
+            return
+        self.keeper, status = keeper, "FAILED"
+        connected()  # nothing of MLflow is imported here: what is in memory now can be frozen
+        tags = {**(tags or {}), **process_tags(), RECORDED_BY: "a process of its own"}
+        self._opening = keeper.send("open", self.spec, parent_run_id, tags, data and data_for_keeper(data), sys.argv[0] if sys.argv else "")
+        fingerprint = (data or {}).get("fingerprint")
+        if isinstance(fingerprint, concurrent.futures.Future):  # the lineage as soon as it is known: a run that fails later still has it
+            fingerprint.add_done_callback(lambda f: f.exception() is None and keeper.send("describe", data_for_keeper(data, f.result())))
+        atexit.register(self._end_at_exit)
+        try:
+            yield self
+            status = "FINISHED"
+        except (KeyboardInterrupt, Interrupted):
+            status = "KILLED"
+            raise
+        finally:
+            try: self._end(status)
+            finally:
+                atexit.unregister(self._end_at_exit)
+                keeper.close()
+
+    def attach(self) -> str:
+        "Wait for the run to be open; its id, or the error that kept it from opening."
+        if self.keeper is None: self.run_id = self.here.attach()
+        elif self.run_id is None: self.run_id = self.keeper.result(self._opening)
+        return self.run_id
+
+    def _end(self, status: str, tags: dict[str, str] | None = None) -> None:
+        if self._ended: return
+        self._ended = True
+        with contextlib.suppress(TrackingError): self.keeper.call("end", status, tags)  # a keeper that ended: the sweeper fails the run
+
+    def _end_at_exit(self) -> None:
+        "At interpreter exit inside `run`, the run ends KILLED."
+        with contextlib.suppress(Exception): self._end("KILLED", {"error": "the process exited while the run was open", "registered": "false"})
+
+    def fail(self, error: BaseException, step: str | None) -> None:
+        if self.keeper is None: return self.here.fail(error, step)
+        with contextlib.suppress(TrackingError): self.keeper.call("fail", failure_record(error, step))  # the original error matters more
+
+    def prepare_model(self, model, X: pd.DataFrame) -> None:
+        if self.keeper is None: return self.here.prepare_model(model, X)
+        if not self.spec.mlflow.log_model: return
+        self._sent_model, self._preparing = model, self.keeper.send("prepare_model", model, X.head(5))
+
+    def log_run(self, result, data: dict, durations: dict) -> None:
+        if self.keeper is None: return self.here.log_run(result, data, durations)
+        self.keeper.call("log_run", result_for_keeper(result, self.spec.mlflow.log_plots), data_for_keeper(data, result.data_fingerprint), durations)
+
+    def log_model(self, model, X: pd.DataFrame) -> str | None:
+        if self.keeper is None: return self.here.log_model(model, X)
+        if not self.spec.mlflow.log_model: return None
+        if model is not self._sent_model: self.prepare_model(model, X)
+        self.keeper.result(self._preparing)
+        return self.keeper.call("log_model")
+
+    def register(self, headline: dict[str, float], model_uri: str | None,
+                 score_incumbent: Callable[[Any], tuple[float | None, str]] | None = None) -> tuple[bool, str, str | None]:
+        if self.keeper is None: return self.here.register(headline, model_uri, score_incumbent)
+        return self.keeper.call("register", headline, model_uri, score_incumbent is not None, score=score_incumbent)
+
+    def log_durations(self, durations: dict[str, float]) -> None:
+        if self.keeper is None: return self.here.log_durations(durations)
+        self.keeper.call("log_durations", durations)
 
 # %% ../nbs/07_tracking.ipynb #2fc4b25e
 def start_sweep_run(spec: MLflowSpec, name: str, size: int) -> tuple[str, str]:

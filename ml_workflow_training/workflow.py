@@ -30,7 +30,7 @@ from .models import build_pipeline, check_missing_values, check_target, fit_on_s
 from .preprocessing import check_features
 from .specs import (CalibrationSpec, ComputeSpec, DataSpec, ThresholdSpec, FeatureSpec, FeatureStoreSpec, MLflowSpec, ModelSpec,
                                         RegistrySpec, TrainingSpec, TuningSpec, ValidationSpec, metrics_for_classes)
-from .tracking import RunRecorder, in_background, load_model, read_run, validation_hash
+from .tracking import KeptRunRecorder, RunRecorder, in_background, load_model, read_run, validation_hash
 from .tuning import make_search, study_figures
 
 # %% auto #0
@@ -252,7 +252,7 @@ def _train(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer,
     return r
 
 # %% ../nbs/08_workflow.ipynb #29a2b3f4
-def _track(recorder: RunRecorder, r: TrainingResult, X, y, data: dict, step: StepTimer) -> None:
+def _track(recorder: KeptRunRecorder, r: TrainingResult, X, y, data: dict, step: StepTimer) -> None:
     "Wait for the run opened meanwhile, log it and its model, then register the model when the gate passes."
     with step("connect") as note:
         r.mlflow_run_id = recorder.attach()
@@ -437,7 +437,7 @@ def _connect_engine(spec: ComputeSpec, step: StepTimer) -> tuple[Any, dict[str, 
 def _run(spec: TrainingSpec, X, y, X_test, y_test, step: StepTimer, parent_run_id: str | None, run_tags: dict | None,
          freeze: Callable[[], None]) -> TrainingResult:
     "`run_training`'s steps; `freeze` once MLflow is imported (its modules are then skipped by full garbage collections)."
-    recorder = RunRecorder(spec) if spec.mlflow.enabled else None  # with tracking off, no MLflow code runs at all
+    recorder = KeptRunRecorder(spec) if spec.mlflow.enabled else None  # with tracking off, no MLflow code runs at all
     if recorder: recorder.check()  # an unreachable server, a store that is no database: said before any data is read
     client, engine = _connect_engine(spec.compute, step)
     with contextlib.closing(client) if client is not None else contextlib.nullcontext():

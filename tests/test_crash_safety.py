@@ -99,6 +99,27 @@ def test_a_signal_mid_run_ends_it_killed_with_its_step_and_registers_nothing(wor
     assert client.search_registered_models() == []
 
 
+def test_ctrl_c_to_the_whole_process_group_ends_the_run_killed_its_record_keeper_recording_it(workdir):
+    "A terminal's Ctrl-C reaches every process of the group: the record keeper ignores it and records the run KILLED as mlwt-train says."
+    write_spec(workdir, "long.yaml", long=True)
+    p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "long.yaml"], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if line.startswith("[check"): break
+        assert line or p.poll() is None, p.stderr.read()
+    run_id = wait_for_running_run(workdir, p).info.run_id
+    workers = children_of(p.pid)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted by SIGINT", err[-2000:]
+    assert all_gone(workers) == []
+    client, (run,) = store(workdir)
+    assert (run.info.run_id, run.info.status, run.data.tags["failed_step"], run.data.tags["mlwt.recorded_by"]) == (run_id, "KILLED", "tune", "a process of its own")
+    assert client.search_registered_models() == []
+
+
 WORKERS_THAT_SLEEP = """
 import time
 from joblib import Parallel, delayed, parallel_config
@@ -157,8 +178,8 @@ def test_a_model_saving_process_ends_with_its_run(how, tmp_path):
     assert all_gone(savers, 30) == [], f"the saving process outlived its run ({signal.Signals(how).name})"  # its save sleeps 120 s
 
 
-def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_process_too(workdir):
-    "Serial folds: a process of its own writes the calibrated model while the cross-validation goes on; kill -9 of mlwt-train ends it too."
+def test_kill_9_of_a_serial_mlwt_train_while_its_record_keeper_saves_the_model_ends_the_keeper_too(workdir):
+    "mlwt-train's run is recorded by a process of its own, which writes the calibrated model while the cross-validation goes on; kill -9 of mlwt-train ends it too."
     spec = default_training_spec()  # 2 x 2000 trees: a save that takes long enough to be still going when the run is killed
     spec.model_copy(update={"tuning": None, "validation": spec.validation.model_copy(update={"n_jobs": 1}),
                             "calibration": spec.calibration.model_copy(update={"cv_folds": 2}),
@@ -167,26 +188,29 @@ def test_kill_9_of_a_serial_mlwt_train_while_it_saves_its_model_ends_the_saving_
     p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "serial.yaml", "--quiet"], cwd=workdir, env={**os.environ, "TMPDIR": str(workdir / "tmp")},
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-    def savers() -> list[int]:
+    def keepers() -> list[int]:
         found = []
         for pid in children_of(p.pid):
             try:
-                if "save_model_job" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
+                if "keep_run" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
             except OSError: pass
         return found
     deadline = time.time() + 180
-    while not savers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
-    saving = savers()
-    assert saving, f"no saving process was seen (exit {p.poll()}): {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
-    # the saving process starts with the run and waits: the kill must come once the model is handed to it, as it writes
-    while not list((workdir / "tmp").glob("mlwt-model-*/job.pkl")) and p.poll() is None and time.time() < deadline: time.sleep(0.05)
-    assert list((workdir / "tmp").glob("mlwt-model-*/job.pkl")), f"the model was never handed to the saving process (exit {p.poll()})"
+    while not keepers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
+    keeper = keepers()
+    assert len(keeper) == 1, f"no record keeper was seen (exit {p.poll()}): {p.stderr.read()[-2000:] if p.poll() is not None else ''}"
+    # the keeper opens the run as the fits start: the kill must come once the model is handed to it, as it writes
+    def model_folders(): return list((workdir / "tmp").glob("mlwt-run-*/mlwt-model-*"))
+    while not model_folders() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert model_folders(), f"the model was never handed to the record keeper (exit {p.poll()})"
     time.sleep(1)  # into the writing: what ends it now is its watch on the run
-    assert all_gone(saving, 0) == saving, "the save ended before the run was killed: the test proves nothing"
+    assert not list((workdir / "tmp").glob("mlwt-run-*/mlwt-model-*/model/MLmodel")), "the save ended before the run was killed: the test proves nothing"
+    assert all_gone(keeper, 0) == keeper
     p.kill(); p.wait()
-    assert all_gone(saving, 5) == [], "the saving process outlived its killed mlwt-train"
+    assert all_gone(keeper, 5) == [], "the record keeper outlived its killed mlwt-train"
     _, runs = store(workdir)
     assert [r.info.status for r in runs] == ["RUNNING"]  # what kill -9 leaves; the sweeper fails it (tested below)
+    assert runs[0].data.tags["mlwt.recorded_by"] == "a process of its own" and runs[0].data.tags["mlwt.pid"] == str(p.pid)
 
 
 def test_kill_9_leaves_a_run_that_the_sweeper_and_the_next_run_fail(workdir):

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import BIN
+from ml_workflow_training import tracking
 from ml_workflow_training import (CalibrationSpecBuilder, FeatureSpecBuilder, MLflowSpecBuilder, ModelSpec, ModelSpecBuilder,
                                   TrainingSpec, run_training)
 from ml_workflow_training.specs import DataSpec, ValidationSpec
@@ -26,10 +27,15 @@ def holder(client, name="champ", alias="staging") -> str:
     return str(client.get_model_version_by_alias(name, alias).version)
 
 
-def test_the_alias_moves_only_to_a_better_version_and_each_version_carries_its_record(workdir):
+@pytest.mark.parametrize("apart", ["never", "always"])
+def test_the_alias_moves_only_to_a_better_version_and_each_version_carries_its_record(workdir, monkeypatch, apart):
+    "Recorded here, or by a process of its own (which asks this one to score an incumbent on other data)."
+    monkeypatch.setattr(tracking, "RUN_APART", apart)
     uri = f"sqlite:///{workdir}/mlflow.db"
     client = mlflow.MlflowClient(uri)
     first = run_training(spec(uri), verbose=False)
+    recorded_by = {"never": "the training process", "always": "a process of its own"}[apart]
+    assert client.get_run(first.mlflow_run_id).data.tags[tracking.RECORDED_BY] == recorded_by
     assert first.registered and "first registration: no version held the alias" in first.registration and holder(client) == "1"
 
     worse = run_training(spec(uri, hyperparameters={"n_estimators": 2, "max_depth": 1}), verbose=False)

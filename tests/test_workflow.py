@@ -1,5 +1,6 @@
 """Tracked training end to end, on real MLflow stores: SQLite, a real server, a real model server."""
 import json
+import os
 import re
 import tempfile
 import time
@@ -392,8 +393,8 @@ def test_workflow_without_tracking_never_imports_mlflow(workdir):
     assert out.stdout.strip() == "[]"
 
 
-def test_a_serial_run_leaves_the_model_to_its_saving_process_and_never_imports_skops(workdir):
-    "Serial folds: the saving process starts with the run and does all the skops work; the run's own process never imports skops."
+def test_a_run_in_a_new_process_is_recorded_by_a_process_of_its_own_and_never_imports_mlflow_or_skops(workdir):
+    "A script (a console command, a worker) that has not imported MLflow: a process of its own opens, writes, registers and ends the run; the training process imports neither MLflow nor skops."
     import subprocess, sys
     code = ("import sys\n"
             "from ml_workflow_training import FeatureSpecBuilder, MLflowSpecBuilder, ModelSpecBuilder, TrainingSpec, ValidationSpec, run_training\n"
@@ -402,16 +403,42 @@ def test_a_serial_run_leaves_the_model_to_its_saving_process_and_never_imports_s
             "    validation=ValidationSpec(strategy='holdout', n_jobs=1),\n"
             "    mlflow=MLflowSpecBuilder().enable().set_experiment('serial').enable_model_registry().build())\n"
             "r = run_training(spec, verbose=False)\n"
-            "print(r.model_version, sorted(m for m in sys.modules if m == 'skops' or m.startswith('skops.')))\n")
+            "print(r.model_version, sorted(m for m in sys.modules if m.split('.')[0] in ('skops', 'mlflow')))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)  # a new process: nothing imported yet
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "1 []", out.stdout
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("serial").experiment_id])
-    assert run.data.tags["model.saved_by"] == "a process of its own", run.data.tags["model.saved_by"]
+    assert (run.data.tags["model.saved_by"], run.data.tags["mlwt.recorded_by"]) == ("the process recording the run", "a process of its own")
+    assert run.data.tags["mlflow.source.name"].endswith("-c") or run.data.tags["mlflow.source.name"] == "", run.data.tags["mlflow.source.name"]
+    assert run.inputs.dataset_inputs and run.data.params["dataset.training.n_rows"] == "800"
     served = load_model("models:/serial@staging", tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     X, _ = load_data(db=str(workdir / "data" / "ml_workflow.db"))
     assert served.predict_proba(X.head(50)).shape == (50, 2)
+
+
+def test_a_run_recorded_apart_that_fails_in_its_fits_is_failed_with_its_step_lineage_and_traceback(workdir):
+    "In a new process, a fault in the fits: the process recording the run marks it FAILED with the step, the error, the training process's traceback and the lineage logged as it opened; nothing registered, nothing left behind."
+    import subprocess, sys
+    small_spec("sqlite:///mlflow.db").save(workdir / "small.yaml")
+    (workdir / "tmp").mkdir()
+    code = ("import ml_workflow_training.workflow as wf\n"
+            "from ml_workflow_training import run_training\n"
+            "def broken(*a, **k): raise RuntimeError('disk on fire')\n"
+            "wf.cross_validate_model = broken\n"
+            "try: run_training('small.yaml', verbose=False)\n"
+            "except Exception as e: print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(workdir / "tmp")})
+    assert out.returncode == 0 and "training failed during step 'cross-validate': RuntimeError: disk on fire" in out.stdout, out.stdout + out.stderr[-2000:]
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert (run.info.status, run.data.tags["failed_step"], run.data.tags["error"], run.data.tags["mlwt.recorded_by"]) == (
+        "FAILED", "cross-validate", "RuntimeError: disk on fire", "a process of its own")
+    assert "in broken" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/error.txt")  # the traceback as the training process had it
+    assert run.inputs.dataset_inputs and len(run.data.tags["dataset.training.content_hash"]) == 64
+    assert run.data.params["dataset.training.n_rows"] == "1000" and "spec.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert client.search_model_versions("name = 'small_gb'") == []
+    assert list((workdir / "tmp").iterdir()) == []  # the keeper's folder (and any model in it) is removed with it
 
 
 def test_two_trainings_started_together_in_threads_of_one_process_each_log_and_register(workdir):
