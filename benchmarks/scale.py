@@ -13,6 +13,8 @@ beside a bare fit on every core (shown, not a goal). Also the peak resident memo
 of the repeats. Goals (issue 10): time <= 1.3 x the floor, the evaluate step <= 0.1 x the floor, peak <= 3 x the frame. Also shown: the run's
 time outside its fit step against the floor, which the fit's own drift between processes (+-15% here) leaves out. With
 `--rows 5000000` it reports the 5M-row run the same way.
+The run is recorded as `mlwt-train` records it: by a process of its own (`MLWT_RUN_APART=never` in the
+environment: by the training process, for comparison).
 Usage: python benchmarks/scale.py [--rows N] [--db URL] [--repeats N] [--threads one|default]
 (default 1,000,000 rows in a new SQLite file, 3 repeats)
 """
