@@ -1560,8 +1560,9 @@ class KeptRunRecorder:
         with contextlib.suppress(TrackingError): self.keeper.call("end", status, tags)  # a keeper that ended: the sweeper fails the run
 
     def _end_at_exit(self) -> None:
-        "At interpreter exit inside `run`, the run ends KILLED."
+        "At interpreter exit inside `run`, the run ends KILLED, and its keeper with it."
         with contextlib.suppress(Exception): self._end("KILLED", {"error": "the process exited while the run was open", "registered": "false"})
+        self.keeper.close()
 
     def fail(self, error: BaseException, step: str | None) -> None:
         if self.keeper is None: return self.here.fail(error, step)
