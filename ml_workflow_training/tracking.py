@@ -57,9 +57,9 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
            'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'failure_record',
            'record_failure', 'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run',
-           'class_counts', 'RunRecorder', 'send_message', 'receive_message', 'portable_error', 'KeptRun', 'keep_run',
-           'RunKeeper', 'keeps_run_apart', 'data_for_keeper', 'result_for_keeper', 'KeptRunRecorder', 'start_sweep_run',
-           'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'ended_as', 'class_counts', 'RunRecorder', 'send_message', 'receive_message', 'portable_error', 'KeptRun',
+           'keep_run', 'RunKeeper', 'keeps_run_apart', 'data_for_keeper', 'result_for_keeper', 'KeptRunRecorder',
+           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -1026,6 +1026,21 @@ def _any_active_experiment():
     try: yield
     finally: fluent._active_experiment_id = chosen
 
+# %% ../nbs/07_tracking.ipynb #2400a29f
+@contextlib.contextmanager
+def ended_as(end: Callable[[str], None], after: Callable[[], None]):
+    "Around a run's block: `end(status)` as the block ends (FINISHED; FAILED on an error; KILLED when interrupted), then `after()`."
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except (KeyboardInterrupt, Interrupted):
+        status = "KILLED"
+        raise
+    finally:
+        try: end(status)
+        finally: after()
+
 # %% ../nbs/07_tracking.ipynb #5ca8b15f
 def class_counts(y) -> dict:
     "How many rows of each class the labels `y` hold, by class (numpy scalars as Python values)."
@@ -1085,18 +1100,12 @@ class RunRecorder:
         "The MLflow run around a block, opened (and described with `data`) in a background thread as the block starts: FINISHED, FAILED on an error, KILLED when interrupted or when the process exits inside it."
         refuse_active_run()
         tags = {**(tags or {}), **process_tags()}  # a sweep's parent, a notebook's origin, and who runs it: not part of the spec
-        self._opening, status = in_background(lambda: self._open(parent_run_id, tags, connected, data), "mlwt-connect"), "FAILED"
-        try:
-            yield self
-            status = "FINISHED"
-        except (KeyboardInterrupt, Interrupted):
-            status = "KILLED"
-            raise
-        finally:
-            try: self._end(status)  # waits for the opening thread, which registers the exit handler
-            finally:
-                atexit.unregister(self._end_at_exit)
-                self._discard_saved_model()
+        self._opening = in_background(lambda: self._open(parent_run_id, tags, connected, data), "mlwt-connect")
+        with ended_as(self._end, self._after_run): yield self  # `_end` waits for the opening thread, which registers the exit handler
+
+    def _after_run(self) -> None:
+        atexit.unregister(self._end_at_exit)
+        self._discard_saved_model()
 
     def attach(self) -> str:
         "Wait for the run to be open and make it this thread's active MLflow run (MLflow keeps one per thread); its id, or the error that kept it from opening."
@@ -1528,7 +1537,7 @@ class KeptRunRecorder:
         if keeper is None:
             with self.here.run(parent_run_id, {**(tags or {}), RECORDED_BY: "the training process"}, connected, data): yield self
             return
-        self.keeper, status = keeper, "FAILED"
+        self.keeper = keeper
         connected()  # nothing of MLflow is imported here: what is in memory now can be frozen
         tags = {**(tags or {}), **process_tags(), RECORDED_BY: "a process of its own"}
         self._opening = keeper.send("open", self.spec, parent_run_id, tags, data and data_for_keeper(data), sys.argv[0] if sys.argv else "")
@@ -1536,17 +1545,11 @@ class KeptRunRecorder:
         if isinstance(fingerprint, concurrent.futures.Future):  # the lineage as soon as it is known: a run that fails later still has it
             fingerprint.add_done_callback(lambda f: f.exception() is None and keeper.send("describe", data_for_keeper(data, f.result())))
         atexit.register(self._end_at_exit)
-        try:
-            yield self
-            status = "FINISHED"
-        except (KeyboardInterrupt, Interrupted):
-            status = "KILLED"
-            raise
-        finally:
-            try: self._end(status)
-            finally:
-                atexit.unregister(self._end_at_exit)
-                keeper.close()
+        with ended_as(self._end, self._after_run): yield self
+
+    def _after_run(self) -> None:
+        atexit.unregister(self._end_at_exit)
+        self.keeper.close()
 
     def attach(self) -> str:
         "Wait for the run to be open; its id, or the error that kept it from opening."
