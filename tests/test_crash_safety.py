@@ -168,9 +168,16 @@ def test_a_model_saving_process_ends_with_its_run(how, tmp_path):
     saving = tmp_path / "saving"
     p = subprocess.Popen([sys.executable, "-c", A_SAVE_THAT_SLEEPS, str(saving)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "saving"
-    assert eventually(lambda: children_of(p.pid), 30), "no saving process started"
-    savers = children_of(p.pid)
-    assert len(savers) == 1 and "save_model_job" in open(f"/proc/{savers[0]}/cmdline").read(), savers
+    def savers() -> list[int]:  # a child just forked still shows its parent's command line, until it runs its own
+        found = []
+        for pid in children_of(p.pid):
+            try:
+                if "save_model_job" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
+            except OSError: pass
+        return found
+    assert eventually(savers, 30), f"no saving process started: {children_of(p.pid)}"
+    savers = savers()
+    assert len(savers) == 1, savers
     # past its imports (seconds on a busy machine) and into the save: what ends it now is its watch on the run, nothing else
     assert eventually(saving.exists, 120), "the saving process never reached its save"
     p.send_signal(how)
