@@ -57,9 +57,9 @@ __all__ = ['SQLITE_TIMEOUT_S', 'SQLITE_HEADER', 'LIBRARIES', 'MODEL_LIBRARIES', 
            'load_model', 'gate_decision', 'validation_hash', 'alias_holder', 'lineage_name', 'challenge_decision',
            'register_version', 'promote', 'unregister', 'process_tags', 'fail_dead_runs', 'failure_record',
            'record_failure', 'log_candidates', 'log_figures', 'log_results', 'model_card', 'refuse_active_run',
-           'ended_as', 'class_counts', 'RunRecorder', 'send_message', 'receive_message', 'portable_error', 'KeptRun',
-           'keep_run', 'RunKeeper', 'keeps_run_apart', 'data_for_keeper', 'result_for_keeper', 'KeptRunRecorder',
-           'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
+           'ended_as', 'class_counts', 'RunRecorder', 'framed', 'send_message', 'receive_message', 'portable_error',
+           'KeptRun', 'keep_run', 'RunKeeper', 'keeps_run_apart', 'data_for_keeper', 'result_for_keeper',
+           'KeptRunRecorder', 'start_sweep_run', 'finish_sweep_run', 'log_executed_notebook', 'read_run']
 
 # %% ../nbs/07_tracking.ipynb #70ebecfa
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -1283,11 +1283,16 @@ class RunRecorder:
         "The durations of steps that ended after the main logging."
         log_metrics({f"duration_{k.replace('-', '_')}_s": v for k, v in durations.items()})
 
+# %% ../nbs/07_tracking.ipynb #37b7b7ef
+def framed(message: Any) -> bytes:
+    "`message` pickled, after its length (8 bytes): one message of the run keeper's pipes."
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(8, "little") + data
+
 # %% ../nbs/07_tracking.ipynb #1e9ba798
 def send_message(stream, message: Any) -> None:
-    "Write `message` pickled, after its length, to binary `stream`."
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(8, "little") + data)
+    "Write `message` (`framed`) to binary `stream`."
+    stream.write(framed(message))
     stream.flush()
 
 # %% ../nbs/07_tracking.ipynb #7cf9a634
@@ -1433,8 +1438,7 @@ class RunKeeper:
 
     def post(self, message: Any) -> None:
         "Queue `message`, pickled here, for the keeper."
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self.outbox.put(len(data).to_bytes(8, "little") + data)
+        self.outbox.put(framed(message))
 
     def send(self, name: str, *args) -> int:
         "Request `KeptRun.<name>(*args)` without waiting, from any thread; the ticket for its reply."

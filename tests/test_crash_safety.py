@@ -143,6 +143,16 @@ def test_workers_whose_parent_dies_while_they_start_end_too():
     assert all_gone(workers, 120) == [], "workers orphaned while starting stayed, blocked on a task queue nobody writes"
 
 
+def children_running(pid: int, marker: str) -> list[int]:
+    "The live children of `pid` whose command line holds `marker`."
+    found = []
+    for child in children_of(pid):
+        try:
+            if marker in open(f"/proc/{child}/cmdline").read(): found.append(child)
+        except OSError: pass  # it ended meanwhile
+    return found
+
+
 A_SAVE_THAT_SLEEPS = """
 import sys
 import time
@@ -168,15 +178,9 @@ def test_a_model_saving_process_ends_with_its_run(how, tmp_path):
     saving = tmp_path / "saving"
     p = subprocess.Popen([sys.executable, "-c", A_SAVE_THAT_SLEEPS, str(saving)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "saving"
-    def savers() -> list[int]:  # a child just forked still shows its parent's command line, until it runs its own
-        found = []
-        for pid in children_of(p.pid):
-            try:
-                if "save_model_job" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
-            except OSError: pass
-        return found
-    assert eventually(savers, 30), f"no saving process started: {children_of(p.pid)}"
-    savers = savers()
+    # a child just forked still shows its parent's command line, until it runs its own
+    assert eventually(lambda: children_running(p.pid, "save_model_job"), 30), f"no saving process started: {children_of(p.pid)}"
+    savers = children_running(p.pid, "save_model_job")
     assert len(savers) == 1, savers
     # past its imports (seconds on a busy machine) and into the save: what ends it now is its watch on the run, nothing else
     assert eventually(saving.exists, 120), "the saving process never reached its save"
@@ -195,13 +199,7 @@ def test_kill_9_of_a_serial_mlwt_train_while_its_record_keeper_saves_the_model_e
     p = subprocess.Popen([str(BIN / "mlwt-train"), "--spec", "serial.yaml", "--quiet"], cwd=workdir, env={**os.environ, "TMPDIR": str(workdir / "tmp")},
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-    def keepers() -> list[int]:
-        found = []
-        for pid in children_of(p.pid):
-            try:
-                if "keep_run" in open(f"/proc/{pid}/cmdline").read(): found.append(pid)
-            except OSError: pass
-        return found
+    def keepers() -> list[int]: return children_running(p.pid, "keep_run")
     deadline = time.time() + 180
     while not keepers() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
     keeper = keepers()
